@@ -1,0 +1,216 @@
+"""Checkpoint directories: everything needed to translate, loadable without unpickling.
+
+A checkpoint is a directory::
+
+    model.safetensors     the weights (safetensors: tensors only, no code)
+    config.yaml           the resolved config (yaml.safe_load only)
+    src_tokenizer.json    tokenizers (JSON)
+    tgt_tokenizer.json
+    trainer.safetensors   optimizer state tensors and RNG states (for --resume)
+    trainer.json          epoch, step, best score, scheduler state, optimizer hyper-parameters
+
+It is written to ``<name>.tmp`` with every file fsynced, then swapped in by rename, so a
+crash at any moment leaves either the old checkpoint or the new one, never half of one.
+Between the two renames of a swap the old one is briefly called ``<name>.old``;
+:func:`resolve` finds it there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import Config, ConfigError, load_config
+from .model import Seq2Seq, build_model
+from .tokenization import Tokenizer, TokenizerError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.yaml"
+SRC_TOK_FILE = "src_tokenizer.json"
+TGT_TOK_FILE = "tgt_tokenizer.json"
+TRAINER_TENSORS = "trainer.safetensors"
+TRAINER_JSON = "trainer.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or crafted; the message names the file."""
+
+
+@dataclass
+class Loaded:
+    config: Config
+    model: Seq2Seq
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    path: Path
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def resolve(path: str | Path) -> Path:
+    """The checkpoint directory at ``path``, or its ``.old`` twin left by a crash mid-swap.
+
+    A run directory (holding ``best/`` and ``last/``) resolves to its ``best/``.
+    """
+    p = Path(path)
+    if not p.exists() and (p.parent / f"{p.name}.old").is_dir():
+        p = p.parent / f"{p.name}.old"
+    if p.is_dir() and not (p / MODEL_FILE).exists():
+        for sub in ("best", "last"):
+            if (p / sub / MODEL_FILE).exists() or (p / f"{sub}.old" / MODEL_FILE).exists():
+                return resolve(p / sub)
+    if not p.is_dir():
+        raise CheckpointError(f"{path}: checkpoint directory not found")
+    return p
+
+
+def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer ``state_dict`` into safetensors-storable tensors and JSON."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for name, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save(directory: str | Path, *, config: Config, model: nn.Module, src_tok: Tokenizer,
+         tgt_tok: Tokenizer, trainer_tensors: dict[str, torch.Tensor] | None = None,
+         trainer_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically: ``directory.tmp`` -> fsync -> rename over ``directory``."""
+    final = Path(directory)
+    tmp = final.parent / f"{final.name}.tmp"
+    old = final.parent / f"{final.name}.old"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:  # type: ignore[union-attr]
+        weights.pop("output.weight", None)  # shared with tgt_embed.weight; stored once
+    save_file(weights, str(tmp / MODEL_FILE))
+    _fsync_file(tmp / MODEL_FILE)
+    _write_bytes(tmp / CONFIG_FILE, config.to_yaml().encode())
+    src_tok.save(tmp / SRC_TOK_FILE)
+    tgt_tok.save(tmp / TGT_TOK_FILE)
+    for name in (SRC_TOK_FILE, TGT_TOK_FILE):
+        _fsync_file(tmp / name)
+    if trainer_state is not None:
+        save_file(trainer_tensors or {}, str(tmp / TRAINER_TENSORS))
+        _fsync_file(tmp / TRAINER_TENSORS)
+        _write_bytes(tmp / TRAINER_JSON, json.dumps(trainer_state).encode())
+    _fsync_dir(tmp)
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    _fsync_dir(final.parent)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file; anything else (a pickle, a truncated file) is refused."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid safetensors file ({first})") from None
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
+    """Load config, tokenizers and weights from a checkpoint directory, checking each."""
+    ckpt = resolve(path)
+    try:
+        config = load_config(ckpt / CONFIG_FILE)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    try:
+        src_tok = Tokenizer.load(ckpt / SRC_TOK_FILE)
+        tgt_tok = Tokenizer.load(ckpt / TGT_TOK_FILE)
+    except TokenizerError as e:
+        raise CheckpointError(str(e)) from None
+    weights = load_weights(ckpt / MODEL_FILE)
+    model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+    expected = model.state_dict()
+    if config.model.tie_embeddings and "output.weight" not in weights and "tgt_embed.weight" in weights:
+        weights["output.weight"] = weights["tgt_embed.weight"]
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    where = ckpt / MODEL_FILE
+    if missing:
+        raise CheckpointError(f"{where}: missing tensors {', '.join(missing[:5])}")
+    if unexpected:
+        raise CheckpointError(f"{where}: unexpected tensors {', '.join(unexpected[:5])}")
+    for key, tensor in expected.items():
+        if weights[key].shape != tensor.shape:
+            hint = ""
+            if key in ("src_embed.weight", "tgt_embed.weight", "output.weight", "output.bias"):
+                hint = " (does the tokenizer match the model?)"
+            raise CheckpointError(f"{where}: tensor {key} has shape {tuple(weights[key].shape)}, "
+                                  f"the config expects {tuple(tensor.shape)}{hint}")
+        if weights[key].dtype != tensor.dtype:
+            raise CheckpointError(f"{where}: tensor {key} has dtype {weights[key].dtype}, expected {tensor.dtype}")
+    model.load_state_dict(weights)
+    model.to(device)
+    model.eval()
+    return Loaded(config=config, model=model, src_tok=src_tok, tgt_tok=tgt_tok, path=ckpt)
+
+
+def load_trainer(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The resumable training state saved with a ``last/`` checkpoint."""
+    ckpt = resolve(path)
+    tensors = load_weights(ckpt / TRAINER_TENSORS)
+    try:
+        state = json.loads((ckpt / TRAINER_JSON).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{ckpt / TRAINER_JSON}: file not found (not a resumable checkpoint)") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / TRAINER_JSON}: unreadable ({e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{ckpt / TRAINER_JSON}: must hold a JSON object")
+    return tensors, state

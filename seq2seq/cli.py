@@ -1,0 +1,276 @@
+"""Command-line entry points: ``train``, ``translate`` and ``evaluate``.
+
+Each parses its arguments and calls the package. Any problem a user can cause (a bad
+config key, a missing file, a crafted checkpoint, CUDA asked for but absent) ends with one
+line ``error: ...`` on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yaml"
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .corpus import CorpusError
+    from .tokenization import TokenizerError
+    from .training import TrainError
+
+    return (ConfigError, CorpusError, TokenizerError, CheckpointError, TrainError, OSError, ValueError)
+
+
+def _run(main: Callable[[], int]) -> int:
+    """Run ``main``; turn a user error into one line on stderr and exit status 1."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except _user_errors() as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.filename}: {e.strerror or msg}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    from .training import TrainError
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for but CUDA is not available on this machine")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+# --- train ---------------------------------------------------------------------------
+def train_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train an encoder-decoder RNN translator.",
+        epilog="Overrides use dotted names, e.g. train.lr=3e-4 model.cell=gru")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}; "
+                        "with --resume, the run's own config)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
+    p.add_argument("--reset-optimizer", action="store_true",
+                   help="with --resume: fresh optimizer and schedule (fine-tuning)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    args = p.parse_args(argv)
+
+    def main() -> int:
+        from .config import load_config
+        from .training import RUN_CONFIG, train
+
+        config_path = args.config
+        if config_path is None:
+            if args.resume and args.out is not None and (args.out / RUN_CONFIG).exists():
+                config_path = args.out / RUN_CONFIG
+            else:
+                config_path = DEFAULT_CONFIG
+        cfg = load_config(config_path, args.overrides)
+        out = args.out or Path("runs") / config_path.stem
+        train(cfg, out, resume=args.resume, overwrite=args.overwrite, reset_optimizer=args.reset_optimizer)
+        return 0
+
+    return _run(main)
+
+
+# --- translate -------------------------------------------------------------------------
+def _read_lines(stream: Any, warn: Callable[[int, str], None]) -> Iterator[str]:
+    """Lines of a binary stream, split on b'\\n' only; invalid UTF-8 replaced, with a warning."""
+    for i, raw in enumerate(stream):
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            warn(i, f"invalid UTF-8 at byte {e.start}; undecodable bytes replaced")
+            yield raw.decode("utf-8", errors="replace")
+
+
+def _one_line(text: str) -> str:
+    """A translation never spans lines: line breaks inside it become spaces."""
+    return text.replace("\r", " ").replace("\n", " ").replace("\u2028", " ").replace("\u2029", " ")
+
+
+def translate_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="translate.py",
+        description="Translate one sentence per line: stdin to stdout by default, in the input's order.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
+    p.add_argument("--input", type=Path, default=None, help="input file (default: stdin)")
+    p.add_argument("--output", type=Path, default=None, help="output file (default: stdout)")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's decode.beam_size)")
+    p.add_argument("--nbest", type=int, default=1, help="print N best as 'index ||| hypothesis ||| score'")
+    p.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--max-len-ratio", type=float, default=None,
+                   help="output length limit: R * source length + decode.max_len_offset")
+    p.add_argument("--length-penalty", type=float, default=None, help="alpha of the length normalisation")
+    p.add_argument("--chunk", type=int, default=10_000, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    def main() -> int:
+        import dataclasses
+
+        from .translation import Translator
+
+        for name in ("beam", "nbest", "batch_size"):
+            v = getattr(args, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        if args.max_len_ratio is not None and args.max_len_ratio <= 0:
+            raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
+        device = _device(args.device)
+        translator = Translator.from_checkpoint(args.checkpoint, device)
+        changes: dict[str, Any] = {}
+        if args.batch_size is not None:
+            changes["batch_size"] = args.batch_size
+        if args.max_len_ratio is not None:
+            changes["max_len_ratio"] = args.max_len_ratio
+        if args.length_penalty is not None:
+            changes["length_penalty"] = args.length_penalty
+        translator.decode = dataclasses.replace(translator.decode, **changes)
+        beam = args.beam or translator.decode.beam_size
+        if args.nbest > beam:
+            raise ValueError(f"--nbest ({args.nbest}) must not exceed the beam size ({beam})")
+
+        if args.input is None and args.output is None and sys.stdin.isatty():
+            return _interactive(translator, beam)
+        src = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
+        out: TextIO = (open(args.output, "w", encoding="utf-8") if args.output  # noqa: SIM115
+                       else sys.stdout)
+        try:
+            _translate_stream(translator, src, out, beam, args.nbest, args.chunk)
+        finally:
+            if args.input:
+                src.close()
+            if args.output:
+                out.close()
+        return 0
+
+    return _run(main)
+
+
+def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int) -> None:
+    """Translate ``chunk`` lines at a time so memory stays bounded; write in input order."""
+    offset = 0
+
+    def warn(i: int, msg: str) -> None:
+        print(f"warning: line {offset + i + 1}: {msg}", file=sys.stderr)
+
+    buffer: list[str] = []
+    read_offset = 0
+
+    def read_warn(i: int, msg: str) -> None:
+        print(f"warning: line {read_offset + i + 1}: {msg}", file=sys.stderr)
+
+    def flush() -> None:
+        nonlocal offset
+        results = translator.translate(buffer, beam_size=beam, nbest=nbest, warn=warn)
+        for i, nb in enumerate(results):
+            if nbest > 1:
+                for t in nb:
+                    out.write(f"{offset + i} ||| {_one_line(t.text)} ||| {t.score:.4f}\n")
+            else:
+                out.write(_one_line(nb[0].text) + "\n")
+        out.flush()
+        offset += len(buffer)
+        buffer.clear()
+
+    for line in _read_lines(src, read_warn):
+        buffer.append(line)
+        if len(buffer) >= chunk:
+            flush()
+    if buffer:
+        flush()
+
+
+def _interactive(translator: Any, beam: int) -> int:
+    print("Type a sentence and press Enter (Ctrl-D to quit).", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        print(_one_line(translator.translate_best([line], beam_size=beam)[0]), flush=True)
+
+
+# --- evaluate --------------------------------------------------------------------------
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m seq2seq.evaluation",
+        description="Translate a test set and score it: sacreBLEU BLEU and chrF (with signatures), "
+                    "exact match, and BLEU by source length.")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--split", default=None,
+                   help="a split of the checkpoint's corpus (default: its data.test_split)")
+    p.add_argument("--src", type=Path, default=None, help="source file (with --ref), one sentence a line")
+    p.add_argument("--ref", type=Path, default=None, help="reference file (with --src)")
+    p.add_argument("--data-path", default=None, help="override the corpus location (data.path)")
+    p.add_argument("--beam", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--output", type=Path, default=None, help="write the hypotheses here")
+    p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
+    args = p.parse_args(argv)
+
+    def main() -> int:
+        import dataclasses
+        import json
+
+        from .corpus import load_split, read_parallel_files
+        from .evaluation import bleu_by_length, format_report, score
+        from .translation import Translator
+
+        if (args.src is None) != (args.ref is None):
+            raise ValueError("--src and --ref go together")
+        translator = Translator.from_checkpoint(args.checkpoint, _device(args.device))
+        if args.batch_size is not None:
+            translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
+        if args.src is not None:
+            pairs = read_parallel_files(args.src, args.ref)
+            name = f"{args.src} / {args.ref}"
+        else:
+            data = translator.data
+            if args.data_path:
+                data = dataclasses.replace(data, path=args.data_path)
+            split = args.split or data.test_split
+            pairs = load_split(data, split)
+            name = f"{data.source}:{split}"
+        beam = args.beam or translator.decode.beam_size
+
+        def warn(i: int, msg: str) -> None:
+            print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
+
+        hyps = [_one_line(h) for h in translator.translate_best([s for s, _ in pairs], beam_size=beam, warn=warn)]
+        refs = [t for _, t in pairs]
+        scores = score(hyps, refs)
+        buckets = bleu_by_length([len(s.split()) for s, _ in pairs], hyps, refs)
+        print(f"{name}: {len(pairs)} sentences, beam {beam}")
+        print(format_report(scores, buckets))
+        if args.output:
+            args.output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "data": name, "beam": beam, **dataclasses.asdict(scores),
+                "buckets": [dataclasses.asdict(b) for b in buckets]}, indent=2))
+        return 0
+
+    return _run(main)
+

@@ -1,0 +1,322 @@
+"""Typed, frozen configuration loaded from YAML, with dotted command-line overrides.
+
+A config has five sections, each a frozen dataclass: ``data``, ``model``, ``train``,
+``decode`` and ``tracking``. Loading checks every key against the dataclass fields:
+an unknown key, a value of the wrong type, or a value out of range raises
+:class:`ConfigError` whose message names the file and the dotted key, e.g.::
+
+    configs/x.yaml: model.dropout: must be in [0, 1), got -0.1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file (if any) and the key."""
+
+
+def _check(ok: bool, key: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel corpus comes from and how it is tokenized and batched.
+
+    ``source`` is one of:
+      * ``dates`` / ``addition``: synthetic corpora made in code (``size``, ``seed``);
+      * ``files``: ``{path}/{split}.{lang}`` or ``{split}.{lang}.gz``, one sentence a line;
+      * ``tsv`` / ``jsonl``: ``{path}/{split}.tsv`` (two columns) or ``{split}.jsonl``
+        (objects with ``src_field`` and ``tgt_field``);
+      * ``hf``: a Hugging Face ``datasets`` name or local dataset directory in ``path``.
+    """
+
+    source: Literal["dates", "addition", "files", "tsv", "jsonl", "hf"] = "dates"
+    path: str = ""
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    src_field: str = ""  # TSV/JSONL/HF field names; empty means the language code
+    tgt_field: str = ""
+    hf_config: str = ""  # the dataset's configuration name (e.g. "de-en"), if any
+    train_split: str = "train"
+    valid_split: str = "val"
+    test_split: str = "test"
+    size: int = 50_000  # synthetic corpora: total pairs before the split
+    valid_fraction: float = 0.05
+    test_fraction: float = 0.05
+    seed: int = 1234
+    tokenizer: Literal["char", "bpe"] = "char"
+    vocab_size: int = 8000  # BPE only
+    joint_vocab: bool = False
+    max_len: int = 100  # tokens per side; longer pairs are filtered out of training
+    reverse_source: bool = True
+    invalid_utf8: Literal["error", "skip"] = "error"
+
+    def __post_init__(self) -> None:
+        _check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
+        for name in ("valid_fraction", "test_fraction"):
+            v = getattr(self, name)
+            _check(0.0 <= v < 1.0, f"data.{name}", f"must be in [0, 1), got {v}")
+        _check(self.valid_fraction + self.test_fraction < 1.0, "data.valid_fraction",
+               "valid_fraction + test_fraction must be < 1")
+        _check(self.vocab_size >= 300, "data.vocab_size", f"must be >= 300, got {self.vocab_size}")
+        _check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
+        if self.source in ("files", "tsv", "jsonl", "hf"):
+            _check(bool(self.path), "data.path", f"is required when data.source is {self.source!r}")
+
+    @property
+    def src_key(self) -> str:
+        return self.src_field or self.src_lang
+
+    @property
+    def tgt_key(self) -> str:
+        return self.tgt_field or self.tgt_lang
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder-decoder RNN: ``embed_dim`` -> ``cell`` x ``num_layers`` of ``hidden_dim``."""
+
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"
+    embed_dim: int = 64
+    hidden_dim: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    peeky: bool = True
+    bidirectional: bool = False  # encoder; its two final states are projected to hidden_dim
+    tie_embeddings: bool = False  # target embedding = output projection (needs a projection)
+    attention: Literal["none", "luong"] = "none"
+
+    def __post_init__(self) -> None:
+        _check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
+        _check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
+        _check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128  # sentences per batch (used when max_tokens is 0)
+    max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 5.0  # 0 disables clipping
+    teacher_forcing: float = 1.0
+    teacher_forcing_decay: float = 0.0  # subtracted from the ratio after each epoch
+    teacher_forcing_min: float = 0.0
+    label_smoothing: float = 0.0
+    lr_schedule: Literal["none", "plateau", "cosine"] = "plateau"
+    lr_factor: float = 0.5
+    lr_patience: int = 1
+    warmup_steps: int = 0
+    patience: int = 5  # early stopping: epochs without a better validation BLEU
+    max_steps: int = 0  # stop after this many optimizer steps; 0: no limit
+    seed: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True  # bf16 autocast on CUDA
+    max_bad_steps: int = 10  # NaN/inf losses in a row before training stops
+    log_every: int = 50  # steps between metric records
+    valid_max_sentences: int = 0  # validate on the first N sentences; 0: all
+    samples: int = 5  # sample translations logged each epoch
+    progress: bool = True  # tqdm progress bar
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
+        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.clip_norm >= 0, "train.clip_norm", f"must be >= 0, got {self.clip_norm}")
+        for name in ("teacher_forcing", "teacher_forcing_decay", "teacher_forcing_min"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"train.{name}", f"must be in [0, 1], got {v}")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing",
+               f"must be in [0, 1), got {self.label_smoothing}")
+        _check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
+        for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples"):
+            v = getattr(self, name)
+            _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
+        _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
+        _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
+        _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = 5
+    nbest: int = 1
+    length_penalty: float = 1.0  # alpha in ((5 + len) / 6) ** alpha
+    max_len_ratio: float = 2.0  # output length limit: ratio * source length + offset
+    max_len_offset: int = 10
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
+        _check(1 <= self.nbest <= self.beam_size, "decode.nbest",
+               f"must be in [1, beam_size={self.beam_size}], got {self.nbest}")
+        _check(self.length_penalty >= 0, "decode.length_penalty", f"must be >= 0, got {self.length_penalty}")
+        _check(self.max_len_ratio > 0, "decode.max_len_ratio", f"must be > 0, got {self.max_len_ratio}")
+        _check(self.max_len_offset >= 0, "decode.max_len_offset", f"must be >= 0, got {self.max_len_offset}")
+        _check(self.batch_size >= 1, "decode.batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Weights & Biases. ``mode: auto`` is online with an API key, offline without."""
+
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "seq2seq"
+    entity: str = ""
+    name: str = ""
+    group: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for f in dataclasses.fields(self):
+            section = dataclasses.asdict(getattr(self, f.name))
+            out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "decode": DecodeConfig, "tracking": TrackingConfig}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        _check(value in choices, key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin in (tuple, list):
+        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation for {key}")  # pragma: no cover
+    if tp is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+    elif tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+    elif tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               f"must be a number, got {value!r}")
+        return float(value)
+    elif tp is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+    return value
+
+
+def _build_section(name: str, values: Any) -> Any:
+    cls = SECTIONS[name]
+    _check(isinstance(values, dict), name, f"must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        _check(key in known, dotted, f"unknown key (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def from_dict(raw: Any) -> Config:
+    """Build a :class:`Config` from nested dicts, checking every key, type and range."""
+    if raw is None:
+        raw = {}
+    _check(isinstance(raw, dict), "config", "must be a mapping of sections")
+    for name in raw:
+        _check(name in SECTIONS, name, f"unknown section (known: {', '.join(SECTIONS)})")
+    return Config(**{name: _build_section(name, raw.get(name) or {}) for name in SECTIONS})
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.lr=3e-4"`` -> ``("train", "lr", 3e-4)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"{text}: override must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"{dotted}: override key must look like section.key")
+    section, key = parts
+    if section not in SECTIONS:
+        raise ConfigError(f"{dotted}: unknown section (known: {', '.join(SECTIONS)})")
+    known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+    if key not in known:
+        raise ConfigError(f"{dotted}: unknown key (known: {', '.join(sorted(known))})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    hint = typing.get_type_hints(SECTIONS[section])[key]
+    if hint is str and not isinstance(value, str):
+        value = raw  # e.g. data.src_lang=no stays the string "no"
+    elif hint is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)  # YAML 1.1 reads "3e-4" as a string
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load ``path`` (YAML) and apply ``section.key=value`` overrides.
+
+    Raises :class:`ConfigError` with a message that names the file and the key.
+    """
+    raw: dict[str, Any] = {}
+    where = str(path) if path is not None else "<defaults>"
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{where}: cannot read config file ({e})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}:" if mark is not None else ""
+            raise ConfigError(f"{where}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{where}: must be a mapping of sections, got {type(loaded).__name__}")
+        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
+    try:
+        from_dict(raw)  # errors in the file are reported against the file
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    for text in overrides:
+        try:
+            section, key, value = parse_override(text)
+            raw.setdefault(section, {})
+            raw[section] = {**(raw[section] or {}), key: value}
+            from_dict(raw)
+        except ConfigError as e:
+            raise ConfigError(f"command line: {e}") from None
+    return from_dict(raw)

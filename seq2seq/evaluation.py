@@ -1,0 +1,82 @@
+"""Scores: sacreBLEU BLEU and chrF with their signatures, exact match, BLEU by length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sacrebleu
+from sacrebleu.metrics import BLEU, CHRF
+
+
+@dataclass(frozen=True)
+class Scores:
+    bleu: float
+    chrf: float
+    exact_match: float  # percent of hypotheses identical to their reference
+    bleu_signature: str
+    chrf_signature: str
+    n: int
+
+
+def score(hyps: Sequence[str], refs: Sequence[str]) -> Scores:
+    """Corpus BLEU (13a, cased) and chrF of ``hyps`` against one reference each."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    bleu, chrf = BLEU(), CHRF()
+    b = bleu.corpus_score(list(hyps), [list(refs)])
+    c = chrf.corpus_score(list(hyps), [list(refs)])
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs)) / max(len(refs), 1)
+    return Scores(bleu=b.score, chrf=c.score, exact_match=exact,
+                  bleu_signature=str(bleu.get_signature()), chrf_signature=str(chrf.get_signature()),
+                  n=len(refs))
+
+
+DEFAULT_BUCKETS = (10, 20, 30, 40)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    label: str
+    n: int
+    bleu: float
+
+
+def bleu_by_length(src_lengths: Sequence[int], hyps: Sequence[str], refs: Sequence[str],
+                   edges: Sequence[int] = DEFAULT_BUCKETS) -> list[Bucket]:
+    """Corpus BLEU within source-length buckets (lengths in words; edges are upper bounds).
+
+    With edges (10, 20) the buckets are 1-10, 11-20 and 21+. Empty buckets are left out.
+    """
+    bounds = [0, *edges]
+    labels = [f"{lo + 1}-{hi}" for lo, hi in zip(bounds, bounds[1:])] + [f"{bounds[-1] + 1}+"]
+    groups: list[list[int]] = [[] for _ in labels]
+    for i, n in enumerate(src_lengths):
+        k = next((j for j, hi in enumerate(edges) if n <= hi), len(edges))
+        groups[k].append(i)
+    out = []
+    for label, idx in zip(labels, groups):
+        if idx:
+            b = sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]])
+            out.append(Bucket(label, len(idx), b.score))
+    return out
+
+
+def format_report(scores: Scores, buckets: Sequence[Bucket] = ()) -> str:
+    lines = [
+        f"BLEU = {scores.bleu:.2f}  {scores.bleu_signature}",
+        f"chrF = {scores.chrf:.2f}  {scores.chrf_signature}",
+        f"exact match = {scores.exact_match:.2f}%  ({scores.n} sentences)",
+    ]
+    if buckets:
+        lines.append("BLEU by source length (words):")
+        lines += [f"  {b.label:>7}  n={b.n:<5d} BLEU = {b.bleu:.2f}" for b in buckets]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import evaluate_main
+
+    sys.exit(evaluate_main())

@@ -1,0 +1,327 @@
+"""Greedy and beam search over the narrow model interface ``encode`` / ``decode_step``.
+
+Search sees the model only through two methods and the state's ``select``::
+
+    state = model.encode(src, src_len)              # src (B, S) long, src_len (B,) long
+    logits, state = model.decode_step(prev, state)  # prev (N,) long -> logits (N, V)
+    state = state.select(index)                     # index (M,) long: gather rows -> M rows
+
+Both searches return the same type: one list of :class:`Hypothesis` per input sentence,
+in input order, best first. A hypothesis is scored by its length-normalised
+log-probability (GNMT, Wu et al. 2016)::
+
+    score(Y) = sum_i log p(y_i | y_<i, X) / lp(n),    lp(n) = ((5 + n) / 6) ** alpha
+
+where the sum runs over the emitted tokens including EOS, and ``n`` is the number of
+tokens scored (EOS included when emitted). ``alpha = 0`` gives the raw log-probability.
+
+Every sentence has its own length limit ``max_len[b]``: a hypothesis that reaches
+``max_len[b]`` tokens without EOS is finished there, scored without EOS. Search adds no
+padding-dependent behaviour: each sentence's result is the same alone or in a batch
+(given a model whose outputs per row do not depend on the rest of the batch).
+
+Beam search and greedy share :func:`top_candidates`, so ties are broken identically and
+``beam_search(beam_size=1)`` returns exactly ``greedy_search``'s tokens and scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_Self = TypeVar("_Self", bound="State")
+
+
+class State(Protocol):
+    """Decoder state for N rows; search only gathers rows of it."""
+
+    def select(self: _Self, index: Tensor) -> _Self:
+        """Rows ``index`` (M,) long of this state, as a state for M rows."""
+        ...
+
+
+S = TypeVar("S", bound=State)
+
+
+class SearchModel(Protocol[S]):
+    """What search needs from a model: encode once, then decode one step at a time."""
+
+    def encode(self, src: Tensor, src_len: Tensor) -> S:
+        """Source ids (B, S) long and lengths (B,) long -> initial decoder state (B rows)."""
+        ...
+
+    def decode_step(self, prev: Tensor, state: S) -> tuple[Tensor, S]:
+        """Previous tokens (N,) long -> next-token logits (N, V) and the new state."""
+        ...
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One output sentence.
+
+    ``tokens`` are output ids without BOS and EOS. ``score`` is the length-normalised
+    log-probability ``sum log p / lp(n)`` (see the module docstring).
+    """
+
+    tokens: list[int]
+    score: float
+
+
+# --- small pieces -------------------------------------------------------------------------
+
+
+def length_penalty(length: Tensor, alpha: float) -> Tensor:
+    """GNMT length penalty ``lp(n) = ((5 + n) / 6) ** alpha``, elementwise, as float64.
+
+    ``lp(1) = 1`` for every alpha and ``alpha = 0`` gives 1 everywhere (no normalisation).
+    """
+    return ((5.0 + length.to(torch.float64)) / 6.0) ** alpha
+
+
+def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
+    """Per-sentence output length limit ``ceil(ratio * src_len) + offset``, (B,) long.
+
+    Computed in float64 with a 1e-9 tolerance so that, e.g., ``1.1 * 10`` gives 11, not 12.
+    """
+    limit = torch.ceil(src_len.to(torch.float64) * ratio - 1e-9)  # (B,)
+    return limit.long() + offset
+
+
+def top_candidates(scores: Tensor, beam_size: int) -> tuple[Tensor, Tensor]:
+    """The best ``2 * beam_size`` candidates of each row, best first.
+
+    ``scores`` (B, K*V): accumulated log-prob of every (beam, token) extension.
+    Returns values and flat indices ``k * V + v``, both (B, min(2K, K*V)). Twice the beam
+    size guarantees K candidates that do not end in EOS (each beam has one EOS extension).
+    Greedy search calls this with ``beam_size=1`` so it breaks ties exactly as beam search.
+    """
+    return scores.topk(min(2 * beam_size, scores.size(1)), dim=1)  # (B, 2K) each
+
+
+def continuing(tokens: Tensor, eos: int, beam_size: int) -> Tensor:
+    """Positions (B, K) of the first ``beam_size`` candidates not ending in EOS.
+
+    ``tokens`` (B, C) are the candidates' last tokens, best first. The positions keep
+    that order (the best continuing candidate becomes beam 0).
+    """
+    c = tokens.size(1)
+    rank = torch.arange(c, device=tokens.device)  # (C,)
+    key = (tokens == eos).long() * c + rank  # (B, C): distinct, non-EOS first, then by rank
+    return key.topk(beam_size, dim=1, largest=False).indices  # (B, K), ascending key
+
+
+def finishing(
+    top_score: Tensor, top_tok: Tensor, keep: Tensor, eos: int, last: Tensor, done: Tensor
+) -> Tensor:
+    """Which of the top candidates (B, 2K) become finished hypotheses at this step.
+
+    A candidate finishes when its sentence is not yet ``done`` (B,), its score is finite,
+    and either it ends in EOS and ranks within the top K (candidates ``0..K-1``; as in
+    fairseq, an EOS ranked below K is dropped), or this is the sentence's ``last`` (B,)
+    step and it is one of the ``keep`` (B, K) continuing candidates (reached max_len).
+    """
+    k = keep.size(1)
+    rank = torch.arange(top_tok.size(1), device=top_tok.device)  # (2K,)
+    ends = (top_tok == eos) & (rank < k)  # (B, 2K)
+    kept = torch.zeros_like(ends).scatter_(1, keep, True)  # (B, 2K)
+    full = kept & last.unsqueeze(1)  # (B, 2K)
+    return (ends | full) & torch.isfinite(top_score) & ~done.unsqueeze(1)
+
+
+def _normalise(raw: Tensor, n: Tensor, alpha: float) -> Tensor:
+    """Length-normalised score ``raw / lp(n)`` in float64 (raw log-probs float32)."""
+    return raw.to(torch.float64) / length_penalty(n, alpha)
+
+
+def _check_args(src: Tensor, max_len: Tensor, beam_size: int, nbest: int) -> None:
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    if not 1 <= nbest <= beam_size:
+        raise ValueError(f"nbest must be in [1, beam_size={beam_size}], got {nbest}")
+    if src.dim() != 2:
+        raise ValueError(f"src must be (B, S), got shape {tuple(src.shape)}")
+    if max_len.shape != (src.size(0),):
+        raise ValueError(f"max_len must be (B,) = ({src.size(0)},), got shape {tuple(max_len.shape)}")
+
+
+# --- greedy -------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: SearchModel[S],
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    bos: int,
+    eos: int,
+    max_len: Tensor,
+    alpha: float = 1.0,
+) -> list[list[Hypothesis]]:
+    """Pick the most probable next token for the whole batch, one decode step at a time.
+
+    ``src`` (B, S), ``src_len`` (B,), ``max_len`` (B,): per-sentence limit on output tokens.
+    A sentence stops at EOS or after ``max_len[b]`` tokens; the loop stops when all have.
+    Returns ``[[Hypothesis]] * B`` (one hypothesis per sentence). The caller puts the
+    model in eval mode.
+    """
+    _check_args(src, max_len, 1, 1)
+    b = src.size(0)
+    device = src.device
+    max_len = max_len.to(device)
+    state = model.encode(src, src_len)
+    prev = torch.full((b,), bos, dtype=torch.long, device=device)  # (B,)
+    score = torch.zeros(b, device=device)  # (B,) raw log-prob so far
+    done = max_len <= 0  # (B,)
+    final_score = torch.zeros(b, device=device)  # (B,) raw log-prob when finished
+    final_n = torch.zeros(b, dtype=torch.long, device=device)  # (B,) tokens scored
+    out_len = torch.zeros(b, dtype=torch.long, device=device)  # (B,) tokens without EOS
+    steps: list[Tensor] = []  # per step: (B,) chosen tokens
+    for t in range(int(max_len.max()) if b else 0):
+        if bool(done.all()):  # the one host sync per step
+            break
+        logits, state = model.decode_step(prev, state)  # (B, V)
+        cand = score.unsqueeze(1) + F.log_softmax(logits.float(), dim=-1)  # (B, V)
+        top_score, top_idx = top_candidates(cand, 1)  # (B, 2)
+        tok, score = top_idx[:, 0], top_score[:, 0]  # (B,)
+        is_eos = tok == eos
+        finish = ~done & (is_eos | (t + 1 >= max_len))  # (B,)
+        final_score = torch.where(finish, score, final_score)
+        final_n = torch.where(finish, t + 1, final_n)
+        out_len = torch.where(finish, t + 1 - is_eos.long(), out_len)
+        done = done | finish
+        steps.append(tok)
+        prev = tok
+    tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(b)]  # (B, T)
+    norm = _normalise(final_score, final_n, alpha).tolist()
+    return [[Hypothesis(row[:n], s)] for row, n, s in zip(tokens, out_len.tolist(), norm)]
+
+
+# --- beam ---------------------------------------------------------------------------------
+
+
+class _Step(NamedTuple):
+    """What one beam step keeps for backtracking, all (B, 2K) except ``keep`` (B, K)."""
+
+    beam: Tensor  # parent beam of each candidate
+    token: Tensor  # candidate's last token
+    score: Tensor  # raw accumulated log-prob
+    final: Tensor  # bool: candidate became a finished hypothesis
+    keep: Tensor  # positions of the K continuing candidates: new beam k = candidate keep[k]
+
+
+@torch.inference_mode()
+def beam_search(
+    model: SearchModel[S],
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    beam_size: int,
+    bos: int,
+    eos: int,
+    max_len: Tensor,
+    alpha: float = 1.0,
+    nbest: int = 1,
+) -> list[list[Hypothesis]]:
+    """Beam search over all B sentences x K beams as one batch of B*K rows.
+
+    Each step (``t`` = 0, 1, ...; candidates at step t have ``n = t + 1`` tokens scored):
+
+    1. ``cand[b, k*V + v] = score[b, k] + log p(v | beam k)``; at t = 0 only beam 0 is
+       live (the others start at -inf), so no two hypotheses are the same;
+    2. take the top 2K candidates (:func:`top_candidates`);
+    3. EOS candidates within the top K become finished hypotheses (score frozen);
+    4. the best K non-EOS candidates continue (:func:`continuing`); at a sentence's
+       last step (``t + 1 == max_len[b]``) they become finished hypotheses too.
+
+    Stopping rule: a sentence is done when it has at least ``beam_size`` finished
+    hypotheses or reaches ``max_len[b]``; the loop stops when all sentences are done.
+    Finished hypotheses are ranked by ``raw / lp(n)``; the best ``nbest`` are returned
+    (fewer only if fewer exist, e.g. a tiny vocabulary). ``max_len[b] = 0`` gives one
+    empty hypothesis of score 0. The caller puts the model in eval mode.
+    """
+    _check_args(src, max_len, beam_size, nbest)
+    b, k = src.size(0), beam_size
+    device = src.device
+    max_len = max_len.to(device)
+    rows = torch.arange(b, device=device)  # (B,)
+    state = model.encode(src, src_len).select(rows.repeat_interleave(k))  # B*K rows
+    prev = torch.full((b * k,), bos, dtype=torch.long, device=device)  # (B*K,)
+    score = torch.zeros(b, k, device=device)  # (B, K) raw log-prob of each beam
+    score[:, 1:] = float("-inf")
+    n_finished = torch.zeros(b, dtype=torch.long, device=device)  # (B,)
+    done = max_len <= 0  # (B,)
+    history: list[_Step] = []
+    for t in range(int(max_len.max()) if b else 0):
+        if bool(done.all()):  # the one host sync per step
+            break
+        logits, state = model.decode_step(prev, state)  # (B*K, V)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        v = logp.size(-1)
+        cand = (score.unsqueeze(2) + logp.view(b, k, v)).view(b, k * v)  # (B, K*V)
+        top_score, top_idx = top_candidates(cand, k)  # (B, 2K)
+        top_beam, top_tok = top_idx // v, top_idx % v  # (B, 2K)
+        keep = continuing(top_tok, eos, k)  # (B, K)
+        last = t + 1 >= max_len  # (B,)
+        final = finishing(top_score, top_tok, keep, eos, last, done)  # (B, 2K)
+        history.append(_Step(top_beam, top_tok, top_score, final, keep))
+        n_finished = n_finished + final.sum(dim=1)
+        done = done | last | (n_finished >= k)
+        score = top_score.gather(1, keep)  # (B, K)
+        parent = top_beam.gather(1, keep)  # (B, K)
+        prev = top_tok.gather(1, keep).view(b * k)  # (B*K,)
+        state = state.select((rows.unsqueeze(1) * k + parent).view(b * k))  # B*K rows
+    return _collect(history, b, eos, alpha, nbest)
+
+
+def _collect(history: list[_Step], b: int, eos: int, alpha: float, nbest: int) -> list[list[Hypothesis]]:
+    """Rank each sentence's finished hypotheses and backtrack their tokens (on the host)."""
+    if not history:
+        return [[Hypothesis([], 0.0)] for _ in range(b)]
+    beam, token, score, final, keep = (torch.stack(x).cpu() for x in zip(*history))  # (T, B, 2K)
+    n = torch.arange(1, len(history) + 1).view(-1, 1, 1)  # (T, 1, 1) tokens scored
+    norm = _normalise(score, n, alpha)  # (T, B, 2K) float64
+    beam_l, token_l, keep_l, norm_l = beam.tolist(), token.tolist(), keep.tolist(), norm.tolist()
+    results = []
+    for i in range(b):
+        ends = final[:, i].nonzero().tolist()  # [(t, j)] in step, then rank order
+        ends.sort(key=lambda tj: -norm_l[tj[0]][i][tj[1]])  # stable: ties keep that order
+        hyps = []
+        for t, j in ends[:nbest]:
+            out = [] if token_l[t][i][j] == eos else [token_l[t][i][j]]
+            parent = beam_l[t][i][j]
+            for s in range(t - 1, -1, -1):  # follow parents back to step 0
+                j_s = keep_l[s][i][parent]
+                out.append(token_l[s][i][j_s])
+                parent = beam_l[s][i][j_s]
+            hyps.append(Hypothesis(out[::-1], norm_l[t][i][j]))
+        results.append(hyps or [Hypothesis([], 0.0)])
+    return results
+
+
+def search(
+    model: SearchModel[S],
+    src: Tensor,
+    src_len: Tensor,
+    *,
+    beam_size: int,
+    bos: int,
+    eos: int,
+    max_len: Tensor,
+    alpha: float = 1.0,
+    nbest: int = 1,
+) -> list[list[Hypothesis]]:
+    """The one entry point: greedy for ``beam_size == 1``, beam search otherwise.
+
+    Returns one n-best list per sentence, in input order, best first.
+    """
+    _check_args(src, max_len, beam_size, nbest)
+    if beam_size == 1:
+        return greedy_search(model, src, src_len, bos=bos, eos=eos, max_len=max_len, alpha=alpha)
+    return beam_search(
+        model, src, src_len, beam_size=beam_size, bos=bos, eos=eos, max_len=max_len, alpha=alpha, nbest=nbest
+    )

@@ -1,0 +1,87 @@
+"""Translate lines of text with a model and its tokenizers: batched, order-preserving.
+
+Lines are tokenized exactly as in training (same tokenizer, same ``max_len`` limit, same
+source reversal), sorted by length so that each batch holds similar lengths, searched
+(greedy or beam), detokenized, and put back in the input order. An empty line (or one
+that tokenizes to nothing) gives an empty translation without touching the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .batching import pad_sequences, reverse_source
+from .config import DataConfig, DecodeConfig
+from .model import Seq2Seq
+from .search import max_lengths, search
+from .tokenization import BOS, EOS, Tokenizer
+
+Warn = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    score: float
+
+
+class Translator:
+    def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, data: DataConfig,
+                 decode: DecodeConfig, device: torch.device | str = "cpu") -> None:
+        self.model = model
+        self.src_tok = src_tok
+        self.tgt_tok = tgt_tok
+        self.data = data
+        self.decode = decode
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu",
+                        decode: DecodeConfig | None = None) -> Translator:
+        loaded = checkpoint.load(path, device)
+        return cls(loaded.model, loaded.src_tok, loaded.tgt_tok, loaded.config.data,
+                   decode or loaded.config.decode, device)
+
+    def encode_source(self, lines: Sequence[str], warn: Warn | None = None) -> list[list[int]]:
+        """Token ids per line, cut to ``data.max_len`` (with a warning), reversed if trained so."""
+        out = []
+        for i, ids in enumerate(self.src_tok.encode_batch(list(lines))):
+            if len(ids) > self.data.max_len:
+                if warn is not None:
+                    warn(i, f"{len(ids)} source tokens, cut to the model's limit of {self.data.max_len}")
+                ids = ids[: self.data.max_len]
+            out.append(reverse_source(ids) if self.data.reverse_source else ids)
+        return out
+
+    @torch.inference_mode()
+    def translate(self, lines: Sequence[str], *, beam_size: int | None = None, nbest: int = 1,
+                  warn: Warn | None = None) -> list[list[Translation]]:
+        """One n-best list (best first) per input line, in the input order."""
+        beam = beam_size or self.decode.beam_size
+        if nbest > beam:
+            raise ValueError(f"nbest ({nbest}) must not exceed the beam size ({beam})")
+        was_training = self.model.training
+        self.model.eval()
+        sources = self.encode_source(lines, warn)
+        results: list[list[Translation]] = [[Translation("", 0.0)] for _ in lines]
+        order = sorted((i for i, s in enumerate(sources) if s), key=lambda i: len(sources[i]))
+        for start in range(0, len(order), self.decode.batch_size):
+            idx = order[start: start + self.decode.batch_size]
+            src, src_len = pad_sequences([sources[i] for i in idx])  # (B, S), (B,)
+            src, src_len = src.to(self.device), src_len.to(self.device)
+            limit = max_lengths(src_len, self.decode.max_len_ratio, self.decode.max_len_offset)
+            hyps = search(self.model, src, src_len, beam_size=beam, bos=BOS, eos=EOS, max_len=limit,
+                          alpha=self.decode.length_penalty, nbest=nbest)
+            for i, nb in zip(idx, hyps):
+                results[i] = [Translation(self.tgt_tok.decode(h.tokens), h.score) for h in nb]
+        self.model.train(was_training)
+        return results
+
+    def translate_best(self, lines: Sequence[str], *, beam_size: int | None = None,
+                       warn: Warn | None = None) -> list[str]:
+        return [nb[0].text for nb in self.translate(lines, beam_size=beam_size, warn=warn)]

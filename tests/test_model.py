@@ -1,0 +1,126 @@
+"""Model unit tests: shapes, the context vector, peeky wiring, masking, step == whole sequence."""
+
+import itertools
+
+import pytest
+import torch
+
+from seq2seq.config import ModelConfig
+from seq2seq.model import build_model
+from seq2seq.tokenization import PAD
+
+V_SRC, V_TGT = 13, 11
+
+
+def make(**kw):
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=8, hidden_dim=16, **kw)
+    return build_model(cfg, V_SRC, V_TGT).eval()
+
+
+def random_batch(lengths, vocab=V_SRC, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    S = max(lengths)
+    src = torch.full((len(lengths), S), PAD, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+    return src, torch.tensor(lengths)
+
+
+VARIANTS = [dict(cell=c, peeky=p, num_layers=n) for c, p, n in
+            itertools.product(["lstm", "gru", "rnn"], [True, False], [1, 2])]
+VARIANTS += [dict(bidirectional=True, num_layers=2), dict(attention="luong"),
+             dict(attention="luong", bidirectional=True, cell="gru"), dict(tie_embeddings=True),
+             dict(tie_embeddings=True, peeky=False, attention="luong")]
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_shapes_and_step_equals_whole_sequence(kw) -> None:
+    model = make(**kw)
+    src, src_len = random_batch([5, 3, 1])
+    tgt_in = torch.randint(4, V_TGT, (3, 6))
+    logits = model(src, src_len, tgt_in)
+    assert logits.shape == (3, 6, V_TGT)
+    state = model.encode(src, src_len)
+    L = kw.get("num_layers", 1)
+    assert state.hidden.shape == (L, 3, 16)
+    assert state.context.shape == (3, 16)
+    assert (state.cell is not None) == (kw.get("cell", "lstm") == "lstm")
+    steps = []
+    for t in range(6):
+        step_logits, state = model.decode_step(tgt_in[:, t], state)
+        steps.append(step_logits)
+    torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_context_is_top_layer_final_hidden_state() -> None:
+    model = make(num_layers=2)
+    src, src_len = random_batch([6, 2, 4])
+    state = model.encode(src, src_len)
+    # Run the encoder by hand on each sequence alone, without padding.
+    for i, n in enumerate(src_len.tolist()):
+        emb = model.src_embed(src[i: i + 1, :n])
+        out, (h, _) = model.encoder(emb)
+        torch.testing.assert_close(state.context[i], out[0, -1])
+        torch.testing.assert_close(state.context[i], h[-1, 0])
+
+
+def test_peeky_wiring() -> None:
+    peeky, plain = make(peeky=True), make(peeky=False)
+    assert peeky.decoder.input_size == 8 + 16 and plain.decoder.input_size == 8
+    assert peeky.output.in_features == 32 and plain.output.in_features == 16
+    # In the peeky decoder the context reaches the output directly at every step: changing
+    # the context alone (same initial state) changes the logits; in the plain one it cannot.
+    src, src_len = random_batch([4])
+    for model, depends in ((peeky, True), (plain, False)):
+        state = model.encode(src, src_len)
+        logits, _ = model.decode_step(torch.tensor([5]), state)
+        state.context = state.context + 1.0
+        logits2, _ = model.decode_step(torch.tensor([5]), state)
+        assert (not torch.allclose(logits, logits2)) == depends
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(cell="gru", num_layers=2), dict(bidirectional=True),
+                                dict(attention="luong")], ids=str)
+def test_padding_changes_nothing(kw) -> None:
+    """Appending padding to a batch, or longer sequences beside it, never changes a
+    sequence's encoding, logits or loss."""
+    model = make(**kw)
+    src, src_len = random_batch([4, 2])
+    tgt_in = torch.randint(4, V_TGT, (2, 5))
+    tgt_out = torch.randint(4, V_TGT, (2, 5))
+    tgt_out[1, 3:] = PAD
+    base_state = model.encode(src, src_len)
+    base_logits = model(src, src_len, tgt_in)
+    # More pad columns, and a longer third sentence in the batch.
+    long_src, long_len = random_batch([9], seed=3)
+    padded = torch.full((3, 9), PAD, dtype=torch.long)
+    padded[:2, :4] = src
+    padded[2] = long_src[0]
+    padded_len = torch.cat([src_len, long_len])
+    tgt_in3 = torch.cat([tgt_in, torch.randint(4, V_TGT, (1, 5))])
+    state = model.encode(padded, padded_len)
+    torch.testing.assert_close(state.context[:2], base_state.context)
+    torch.testing.assert_close(state.hidden[:, :2], base_state.hidden)
+    logits = model(padded, padded_len, tgt_in3)[:2]
+    torch.testing.assert_close(logits, base_logits, rtol=1e-5, atol=1e-5)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)
+    base_loss = torch.nn.functional.cross_entropy(base_logits.flatten(0, 1), tgt_out.flatten(),
+                                                  ignore_index=PAD)
+    torch.testing.assert_close(loss, base_loss)
+
+
+def test_state_select_expands_and_reorders() -> None:
+    model = make(attention="luong")
+    src, src_len = random_batch([3, 5])
+    state = model.encode(src, src_len)
+    idx = torch.tensor([1, 1, 0])
+    sel = state.select(idx)
+    assert sel.hidden.shape == (1, 3, 16) and sel.memory is not None and sel.memory.shape[0] == 3
+    torch.testing.assert_close(sel.context[0], state.context[1])
+    torch.testing.assert_close(sel.context[2], state.context[0])
+
+
+def test_tied_embeddings_share_storage() -> None:
+    model = make(tie_embeddings=True)
+    assert model.output.weight is model.tgt_embed.weight
