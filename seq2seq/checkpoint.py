@@ -140,10 +140,11 @@ def save(directory: str | Path, *, config: Config, model: nn.Module, src_tok: To
         _fsync_file(tmp / TRAINER_TENSORS)
         _write_bytes(tmp / TRAINER_JSON, json.dumps(trainer_state).encode())
     _fsync_dir(tmp)
-    if old.exists():
-        shutil.rmtree(old)
     if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
         final.rename(old)
+    # else an ``old`` left by a crash mid-swap is the only checkpoint: keep it until ``final`` exists
     tmp.rename(final)
     _fsync_dir(final.parent)
     if old.exists():

@@ -122,6 +122,8 @@ class TrainConfig:
     lr_patience: int = 1
     warmup_steps: int = 0
     patience: int = 5  # early stopping: epochs without a better validation BLEU
+    best_metric: Literal["bleu", "chrf", "exact_match"] = "bleu"  # the validation score that picks best/,
+    # early stopping and the plateau schedule (exact_match for one-word targets, where BLEU is 0)
     max_steps: int = 0  # stop after this many optimizer steps; 0: no limit
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -311,12 +313,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         from_dict(raw)  # errors in the file are reported against the file
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
-    for text in overrides:
-        try:
+    try:
+        for text in overrides:
             section, key, value = parse_override(text)
             raw.setdefault(section, {})
             raw[section] = {**(raw[section] or {}), key: value}
-            from_dict(raw)
-        except ConfigError as e:
-            raise ConfigError(f"command line: {e}") from None
-    return from_dict(raw)
+        # checked together: one override may need another (data.source=files with data.path=...)
+        return from_dict(raw)
+    except ConfigError as e:
+        raise ConfigError(f"command line: {e}") from None

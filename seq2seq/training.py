@@ -194,7 +194,7 @@ class Progress:
     skipped_steps: int = 0  # NaN/inf losses skipped
     elapsed: float = 0.0  # training seconds before this process
     wandb_id: str | None = None
-    done: bool = False
+    done: bool = False  # stopped early (patience or max_steps); a finished epoch count is not "done"
 
 
 def save_last(out: Path, cfg: Config, model: Seq2Seq, data: Data, optimizer: torch.optim.Optimizer,
@@ -210,13 +210,18 @@ def save_last(out: Path, cfg: Config, model: Seq2Seq, data: Data, optimizer: tor
 
 def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool) -> Progress:
     tensors, state = checkpoint.load_trainer(out / "last")
-    progress = Progress(**state["progress"])
-    if not reset_optimizer:
-        optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
-    random.setstate(_as_tuple(state["python_rng"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    try:
+        progress = Progress(**state["progress"])
+        if not reset_optimizer:
+            optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
+        random.setstate(_as_tuple(state["python_rng"]))
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or foreign trainer state
+        where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
+        reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason})") from None
     return progress
 
 
@@ -273,8 +278,8 @@ def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, auto
 def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = False,
           reset_optimizer: bool = False) -> dict[str, Any]:
     """Train per ``cfg`` into the run directory ``out``; returns the final summary."""
-    check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
     device = select_device(cfg.train.device)
+    check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
     random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
     print(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
@@ -286,8 +291,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     data = prepare_data(cfg, tokenizers)
     for line in data.report:
         print(line, flush=True)
-    if not resume:
-        (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8")
+    (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8")  # on resume: train.* may have changed
 
     model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
     if resume:
@@ -298,10 +302,11 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                  fused=fused or None)
     progress = restore(out, optimizer, reset_optimizer) if resume else Progress()
-    if resume and reset_optimizer:
-        progress = Progress(epoch=progress.epoch, step=progress.step, best_bleu=progress.best_bleu,
+    if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
+        progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
+                            best_bleu=progress.best_bleu, skipped_steps=progress.skipped_steps,
                             elapsed=progress.elapsed, wandb_id=progress.wandb_id)
-    if progress.done:
+    if progress.done or progress.epoch >= cfg.train.epochs:
         print(f"{out}: training already finished (best valid BLEU {progress.best_bleu:.2f})")
         return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
     truncate_metrics(out, progress.step)
@@ -355,7 +360,8 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
                         window_clipped += norm > cfg.train.clip_norm
                     window_tokens += batch.num_tgt_tokens
                     window_steps += 1
-                    if progress.step % cfg.train.log_every == 0 or progress.batch_in_epoch == len(batches):
+                    stopping = flag.signum is not None or (cfg.train.max_steps and progress.step >= cfg.train.max_steps)
+                    if progress.step % cfg.train.log_every == 0 or progress.batch_in_epoch == len(batches) or stopping:
                         dt = max(time.perf_counter() - window_start, 1e-9)
                         mean = float(window_loss) / max(window_tokens, 1)
                         record = {"train/loss": mean, "train/ppl": math.exp(min(mean, 50.0)),
@@ -371,7 +377,7 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
                         window_clipped.zero_()
                         window_tokens = window_steps = 0
                         window_start = time.perf_counter()
-                    if flag.signum is not None or (cfg.train.max_steps and progress.step >= cfg.train.max_steps):
+                    if stopping:  # the window's steps were logged above, so none are lost
                         break
                 if bar is not None:
                     bar.close()
@@ -383,10 +389,6 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
                     _end_epoch(cfg, out, model, data, optimizer, progress, tracker, device, autocast, start)
                     if hit_max:
                         progress.done = True
-                progress.elapsed = time.perf_counter() - start
-                save_last(out, cfg, model, data, optimizer, progress)
-            if flag.signum is None and not progress.done:
-                progress.done = True
                 progress.elapsed = time.perf_counter() - start
                 save_last(out, cfg, model, data, optimizer, progress)
     finally:
@@ -421,12 +423,12 @@ def _end_epoch(cfg: Config, out: Path, model: Seq2Seq, data: Data, optimizer: to
           f"exact {metrics['valid/exact_match']:.1f}%", flush=True)
     for src, ref, hyp in samples[:3]:
         print(f"  {src!r} -> {hyp!r} (ref {ref!r})", flush=True)
-    bleu = metrics["valid/bleu"]
-    if bleu > progress.best_bleu:
-        progress.best_bleu = bleu
+    value = metrics[f"valid/{cfg.train.best_metric}"]  # BLEU unless train.best_metric says otherwise
+    if value > progress.best_bleu:
+        progress.best_bleu = value
         progress.bad_epochs = progress.plateau_epochs = 0
         checkpoint.save(out / "best", config=cfg, model=model, src_tok=data.src_tok, tgt_tok=data.tgt_tok)
-        tracker.summary({"best/valid_bleu": bleu, "best/epoch": progress.epoch})
+        tracker.summary({f"best/valid_{cfg.train.best_metric}": value, "best/epoch": progress.epoch})
     else:
         progress.bad_epochs += 1
         progress.plateau_epochs += 1

@@ -1,0 +1,212 @@
+"""Reliability: bad input ends in one ``error:`` line, a run directory is never clobbered, and
+NaN/inf losses are skipped, counted, and stop training before they reach a checkpoint.
+
+Most command-line cases call ``train_main`` in this process (the same code as ``train.py``
+minus the interpreter start); two run the real script to check the exit status and stderr.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from seq2seq import checkpoint, training
+from seq2seq.cli import train_main
+from seq2seq.corpus import make_dates
+from seq2seq.training import train
+
+CONFIG = "configs/dates.yaml"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """``{train,val,test}.{src,tgt}``: 60 + 10 + 10 date pairs, for ``data.source=files``."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    pairs = make_dates(80, seed=3)
+    for split, part in (("train", pairs[:60]), ("val", pairs[60:70]), ("test", pairs[70:])):
+        (root / f"{split}.src").write_text("".join(s + "\n" for s, _ in part), encoding="utf-8")
+        (root / f"{split}.tgt").write_text("".join(t + "\n" for _, t in part), encoding="utf-8")
+    return root
+
+
+def files_corpus(root: Path) -> list[str]:
+    return ["data.source=files", f"data.path={root}"]
+
+
+def one_error_line(err: str, *fragments: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+# --- bad input on the command line ----------------------------------------------------------
+def case_args(case: str, tmp: Path, corpus: Path) -> tuple[list[str], list[str]]:
+    """(train.py arguments, fragments the error line must hold) for each kind of bad input."""
+    bad_config = tmp / "bad.yaml"
+    if case == "missing-config":
+        return ["--config", str(tmp / "nope.yaml")], [f"{tmp / 'nope.yaml'}: config file not found"]
+    if case == "unknown-key":
+        bad_config.write_text("model:\n  hiden_dim: 64\n")
+        return ["--config", str(bad_config)], [f"{bad_config}: model.hiden_dim: unknown key", "hidden_dim"]
+    if case == "wrong-type":
+        bad_config.write_text("train:\n  lr: fast\n")
+        return ["--config", str(bad_config)], [f"{bad_config}: train.lr: must be a number, got 'fast'"]
+    if case == "out-of-range":
+        return ["model.dropout=1.5"], ["model.dropout: must be in [0, 1), got 1.5"]
+    if case == "override-without-value":
+        return ["train.lr"], ["train.lr: override must look like section.key=value"]
+    if case == "override-unknown-key":
+        return ["train.lrate=0.1"], ["train.lrate: unknown key"]
+    if case == "missing-corpus":
+        empty = tmp / "empty"
+        empty.mkdir()
+        return files_corpus(empty), [f"{empty / 'train.src'}: file not found"]
+    if case == "mismatched-corpus":
+        (corpus / "train.tgt").write_text("".join(f"{i}\n" for i in range(59)))
+        return files_corpus(corpus), [f"{corpus / 'train.src'} has 60 lines but {corpus / 'train.tgt'} has 59"]
+    if case == "empty-corpus":
+        (corpus / "train.src").write_text("")
+        (corpus / "train.tgt").write_text("")
+        return files_corpus(corpus), [f"{corpus / 'train.src'}", "no pairs"]
+    if case == "invalid-utf8":
+        lines = (corpus / "train.src").read_bytes().split(b"\n")
+        lines[6] = b"caf\xe9 " + lines[6]  # Latin-1, not UTF-8
+        (corpus / "train.src").write_bytes(b"\n".join(lines))
+        return files_corpus(corpus), [f"{corpus / 'train.src'}: line 7: invalid UTF-8", "data.invalid_utf8=skip"]
+    if case == "out-under-a-file":
+        (tmp / "a-file").write_text("not a directory")
+        return ["--out", str(tmp / "a-file" / "run")], [f"{tmp / 'a-file' / 'run'}: output directory is not writable"]
+    if case == "out-is-a-file":
+        (tmp / "a-file").write_text("not a directory")
+        return ["--out", str(tmp / "a-file")], [f"{tmp / 'a-file'}: output directory is not writable"]
+    if case == "cuda":
+        return ["train.device=cuda"], ["train.device is 'cuda' but CUDA is not available"]
+    raise AssertionError(case)
+
+
+CASES = ["missing-config", "unknown-key", "wrong-type", "out-of-range", "override-without-value",
+         "override-unknown-key", "missing-corpus", "mismatched-corpus", "empty-corpus", "invalid-utf8",
+         "out-under-a-file", "out-is-a-file",
+         pytest.param("cuda", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"))]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input(case: str, tmp_path: Path, corpus: Path, tiny_overrides: tuple[str, ...],
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    args, fragments = case_args(case, tmp_path, corpus)
+    if "--config" not in args:
+        args = ["--config", CONFIG, *args]
+    if "--out" not in args:
+        args = ["--out", str(tmp_path / "run"), *args]
+    assert train_main([*args, *tiny_overrides]) == 1
+    one_error_line(capsys.readouterr().err, *fragments)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    if case == "cuda":
+        assert not (tmp_path / "run").exists()  # refused before the run directory is touched
+
+
+def test_bad_input_real_script(tmp_path: Path, corpus: Path, tiny_overrides: tuple[str, ...],
+                               run_script: Any) -> None:
+    """One case through ``train.py`` itself: the exit status and stderr of the real interpreter."""
+    args, fragments = case_args("invalid-utf8", tmp_path, corpus)
+    done = run_script("train.py", "--config", CONFIG, "--out", str(tmp_path / "run"), *args, *tiny_overrides)
+    assert done.returncode == 1
+    one_error_line(done.stderr, *fragments)
+
+
+def test_invalid_utf8_skip(corpus: Path, tmp_path: Path, tiny_config: Any, metrics: Any,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    lines = (corpus / "train.tgt").read_bytes().split(b"\n")
+    lines[2] = b"\xff\xfe" + lines[2]
+    lines[40] = lines[40] + b"\xc3"  # a cut multi-byte sequence
+    (corpus / "train.tgt").write_bytes(b"\n".join(lines))
+    summary = train(tiny_config(*files_corpus(corpus), "data.invalid_utf8=skip", "train.epochs=1",
+                                "train.batch_size=16"), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "train: 58 pairs read, 0 empty pairs dropped, 2 pairs with invalid UTF-8 skipped" in out
+    assert "train: 58 pairs kept" in out
+    assert summary["step"] == 4  # 58 pairs in batches of 16
+    assert [r["epoch"] for r in metrics(tmp_path / "run") if "valid/loss" in r] == [1]
+
+
+# --- the run directory ----------------------------------------------------------------------
+def test_existing_run_is_refused_and_kept(trained_run: Path, tmp_path: Path, tiny_overrides: tuple[str, ...],
+                                          metrics: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = snapshot(run)
+    base = ["--config", CONFIG, "--out", str(run), *tiny_overrides]
+
+    assert train_main(base) == 1
+    one_error_line(capsys.readouterr().err, f"{run}: already holds a run", "--resume", "--overwrite")
+    assert snapshot(run) == before
+
+    assert train_main([*base, "--resume", "model.hidden_dim=16"]) == 1
+    one_error_line(capsys.readouterr().err, f"{run}: holds a run with a different model config")
+    assert snapshot(run) == before
+
+    assert train_main([*base, "--overwrite", "train.epochs=1"]) == 0
+    assert [r["epoch"] for r in metrics(run) if "valid/loss" in r] == [1]  # the old run's two epochs are gone
+    assert snapshot(run) != before
+
+    assert train_main(["--config", CONFIG, "--out", str(tmp_path / "new"), "--resume", *tiny_overrides]) == 1
+    one_error_line(capsys.readouterr().err, "nothing to resume")
+
+
+# --- NaN / inf losses -------------------------------------------------------------------------
+def poison_training_loss(monkeypatch: pytest.MonkeyPatch, bad_calls: Any, value: float = float("nan")) -> None:
+    """Make the training loss ``value`` on the training steps (1-based) in ``bad_calls``."""
+    real, calls = training.sequence_loss, []
+
+    def loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        result = real(logits, tgt_out, label_smoothing)
+        if not logits.requires_grad:  # validation
+            return result
+        calls.append(1)
+        return result * value if len(calls) in bad_calls else result
+
+    monkeypatch.setattr(training, "sequence_loss", loss)
+
+
+def test_nan_steps_are_skipped_and_counted(tmp_path: Path, tiny_config: Any, metrics: Any,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    poison_training_loss(monkeypatch, {2, 4})  # never two in a row, so max_bad_steps=2 is not reached
+    summary = train(tiny_config("train.max_bad_steps=2", "train.log_every=1"), tmp_path / "run")
+    assert (summary["step"], summary["skipped_steps"]) == (4, 2)  # 6 batches, 2 skipped
+    records = metrics(tmp_path / "run")
+    assert [r["train/skipped_steps"] for r in records if "valid/loss" in r] == [1, 2]
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3, 4]
+    err = capsys.readouterr().err
+    assert err.count("non-finite loss or gradient") == 2
+    last = checkpoint.load(tmp_path / "run" / "last")
+    assert all(torch.isfinite(p).all() for p in last.model.parameters())
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path, tiny_config: Any,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train(tiny_config("train.epochs=1"), run)
+    before = snapshot(run / "last")
+    capsys.readouterr()
+
+    poison_training_loss(monkeypatch, range(1, 1000), value=float("inf"))
+    assert train_main(["--out", str(run), "--resume", "train.epochs=3", "train.max_bad_steps=2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[:2] == ["warning: non-finite loss or gradient at step 3; step skipped"] * 2
+    assert len(err) == 3 and "Traceback" not in "\n".join(err)
+    assert err[2].startswith("error: loss was NaN/inf for 2 steps in a row (step 3); stopped.")
+    assert str(run / "last") in err[2]
+    assert snapshot(run / "last") == before  # byte for byte
