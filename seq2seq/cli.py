@@ -8,6 +8,7 @@ line ``error: ...`` on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -69,7 +70,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                    help="with --resume: fresh optimizer and schedule (fine-tuning)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before and after the options
 
     def main() -> int:
         from .config import load_config
@@ -89,6 +90,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return _run(main)
 
 
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+
 # --- translate -------------------------------------------------------------------------
 def _read_lines(stream: Any, warn: Callable[[int, str], None]) -> Iterator[str]:
     """Lines of a binary stream, split on b'\\n' only; invalid UTF-8 replaced, with a warning."""
@@ -102,9 +110,19 @@ def _read_lines(stream: Any, warn: Callable[[int, str], None]) -> Iterator[str]:
             yield raw.decode("utf-8", errors="replace")
 
 
-def _one_line(text: str) -> str:
-    """A translation never spans lines: line breaks inside it become spaces."""
-    return text.replace("\r", " ").replace("\n", " ").replace("\u2028", " ").replace("\u2029", " ")
+def _format(index: int, nbest: list[Any], n: int) -> str:
+    """One input's output lines: the best translation, or with ``n > 1`` the n-best list as
+    ``index ||| hypothesis ||| score`` lines (fewer than ``n`` if fewer exist, e.g. an empty line)."""
+    if n == 1:
+        return nbest[0].text + "\n"
+    return "".join(f"{index} ||| {t.text} ||| {t.score:.4f}\n" for t in nbest[:n])
+
+
+def _utf8_stdout() -> TextIO:
+    """stdout writing UTF-8 whatever the locale: input is read as UTF-8, so output is written so."""
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")
+    return sys.stdout
 
 
 def translate_main(argv: Sequence[str] | None = None) -> int:
@@ -129,10 +147,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
         from .translation import Translator
 
-        for name in ("beam", "nbest", "batch_size"):
-            v = getattr(args, name)
-            if v is not None and v < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        _check_positive(args, "beam", "nbest", "batch_size")
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
         device = _device(args.device)
@@ -150,10 +165,10 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--nbest ({args.nbest}) must not exceed the beam size ({beam})")
 
         if args.input is None and args.output is None and sys.stdin.isatty():
-            return _interactive(translator, beam)
+            return _interactive(translator, beam, args.nbest)
         src = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
         out: TextIO = (open(args.output, "w", encoding="utf-8") if args.output  # noqa: SIM115
-                       else sys.stdout)
+                       else _utf8_stdout())
         try:
             _translate_stream(translator, src, out, beam, args.nbest, args.chunk)
         finally:
@@ -167,27 +182,24 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int) -> None:
-    """Translate ``chunk`` lines at a time so memory stays bounded; write in input order."""
-    offset = 0
+    """Translate ``chunk`` lines at a time so memory stays bounded; write in input order.
+
+    Warnings name the 1-based line number of the input.
+    """
+    offset = 0  # input lines before the current chunk
 
     def warn(i: int, msg: str) -> None:
         print(f"warning: line {offset + i + 1}: {msg}", file=sys.stderr)
 
-    buffer: list[str] = []
-    read_offset = 0
+    def read_warn(i: int, msg: str) -> None:  # i counts from the start of the stream
+        print(f"warning: line {i + 1}: {msg}", file=sys.stderr)
 
-    def read_warn(i: int, msg: str) -> None:
-        print(f"warning: line {read_offset + i + 1}: {msg}", file=sys.stderr)
+    buffer: list[str] = []
 
     def flush() -> None:
         nonlocal offset
         results = translator.translate(buffer, beam_size=beam, nbest=nbest, warn=warn)
-        for i, nb in enumerate(results):
-            if nbest > 1:
-                for t in nb:
-                    out.write(f"{offset + i} ||| {_one_line(t.text)} ||| {t.score:.4f}\n")
-            else:
-                out.write(_one_line(nb[0].text) + "\n")
+        out.write("".join(_format(offset + i, nb, nbest) for i, nb in enumerate(results)))
         out.flush()
         offset += len(buffer)
         buffer.clear()
@@ -200,15 +212,28 @@ def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: 
         flush()
 
 
-def _interactive(translator: Any, beam: int) -> int:
+def _interactive(translator: Any, beam: int, nbest: int = 1) -> int:
+    """Prompt ``> `` on a terminal, translate each typed line, stop at EOF (Ctrl-D).
+
+    The prompt goes to stderr (``input`` without readline), so stdout holds translations only.
+    """
+    if isinstance(sys.stdin, io.TextIOWrapper):  # a bad byte typed is repaired with a warning, not fatal
+        sys.stdin.reconfigure(errors="surrogateescape")
     print("Type a sentence and press Enter (Ctrl-D to quit).", file=sys.stderr)
+    index = 0
+
+    def warn(i: int, msg: str) -> None:
+        print(f"warning: {msg}", file=sys.stderr)
+
     while True:
         try:
             line = input("> ")
         except EOFError:
             print(file=sys.stderr)
             return 0
-        print(_one_line(translator.translate_best([line], beam_size=beam)[0]), flush=True)
+        results = translator.translate([line], beam_size=beam, nbest=nbest, warn=warn)
+        print(_format(index, results[0], nbest), end="", flush=True)
+        index += 1
 
 
 # --- evaluate --------------------------------------------------------------------------
@@ -240,6 +265,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
         if (args.src is None) != (args.ref is None):
             raise ValueError("--src and --ref go together")
+        _check_positive(args, "beam", "batch_size")
         translator = Translator.from_checkpoint(args.checkpoint, _device(args.device))
         if args.batch_size is not None:
             translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
@@ -258,7 +284,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         def warn(i: int, msg: str) -> None:
             print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
 
-        hyps = [_one_line(h) for h in translator.translate_best([s for s, _ in pairs], beam_size=beam, warn=warn)]
+        hyps = translator.translate_best([s for s, _ in pairs], beam_size=beam, warn=warn)
         refs = [t for _, t in pairs]
         scores = score(hyps, refs)
         buckets = bleu_by_length([len(s.split()) for s, _ in pairs], hyps, refs)
@@ -269,7 +295,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({
                 "data": name, "beam": beam, **dataclasses.asdict(scores),
-                "buckets": [dataclasses.asdict(b) for b in buckets]}, indent=2))
+                "buckets": [dataclasses.asdict(b) for b in buckets]}, indent=2) + "\n", encoding="utf-8")
         return 0
 
     return _run(main)

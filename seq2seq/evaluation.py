@@ -23,10 +23,12 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Scores:
     """Corpus BLEU (13a, cased) and chrF of ``hyps`` against one reference each."""
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    if not refs:
+        raise ValueError("no sentences to score")
     bleu, chrf = BLEU(), CHRF()
     b = bleu.corpus_score(list(hyps), [list(refs)])
     c = chrf.corpus_score(list(hyps), [list(refs)])
-    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs)) / max(len(refs), 1)
+    exact = 100.0 * sum(h == r for h, r in zip(hyps, refs)) / len(refs)
     return Scores(bleu=b.score, chrf=c.score, exact_match=exact,
                   bleu_signature=str(bleu.get_signature()), chrf_signature=str(chrf.get_signature()),
                   n=len(refs))

@@ -4,6 +4,11 @@ Lines are tokenized exactly as in training (same tokenizer, same ``max_len`` lim
 source reversal), sorted by length so that each batch holds similar lengths, searched
 (greedy or beam), detokenized, and put back in the input order. An empty line (or one
 that tokenizes to nothing) gives an empty translation without touching the model.
+
+A line in gives exactly one line out: a translation never contains a line break (any
+character ``str.splitlines`` breaks on becomes a space), and a line that is not valid
+Unicode (unpaired surrogates, e.g. from ``surrogateescape`` decoding) is repaired with
+U+FFFD and a warning instead of crashing the tokenizer.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ from .search import max_lengths, search
 from .tokenization import BOS, EOS, Tokenizer
 
 Warn = Callable[[int, str], None]
+
+# Every character str.splitlines() breaks a line on: \n \v \f \r \x1c \x1d \x1e \x85 \u2028 \u2029.
+_LINE_BREAKS = dict.fromkeys(map(ord, "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line break replaced by a space, so it prints as one line."""
+    return text.translate(_LINE_BREAKS)
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,16 @@ class Translator:
 
     def encode_source(self, lines: Sequence[str], warn: Warn | None = None) -> list[list[int]]:
         """Token ids per line, cut to ``data.max_len`` (with a warning), reversed if trained so."""
+        texts = list(lines)
+        for i, text in enumerate(texts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                if warn is not None:
+                    warn(i, "not valid UTF-8 text (undecodable bytes or unpaired surrogates); replaced with U+FFFD")
+                texts[i] = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         out = []
-        for i, ids in enumerate(self.src_tok.encode_batch(list(lines))):
+        for i, ids in enumerate(self.src_tok.encode_batch(texts)):
             if len(ids) > self.data.max_len:
                 if warn is not None:
                     warn(i, f"{len(ids)} source tokens, cut to the model's limit of {self.data.max_len}")
@@ -61,7 +82,10 @@ class Translator:
     @torch.inference_mode()
     def translate(self, lines: Sequence[str], *, beam_size: int | None = None, nbest: int = 1,
                   warn: Warn | None = None) -> list[list[Translation]]:
-        """One n-best list (best first) per input line, in the input order."""
+        """One n-best list (best first) per input line, in the input order; texts are single lines.
+
+        An empty source gives the single hypothesis ``Translation("", 0.0)``.
+        """
         beam = beam_size or self.decode.beam_size
         if nbest > beam:
             raise ValueError(f"nbest ({nbest}) must not exceed the beam size ({beam})")
@@ -78,7 +102,7 @@ class Translator:
             hyps = search(self.model, src, src_len, beam_size=beam, bos=BOS, eos=EOS, max_len=limit,
                           alpha=self.decode.length_penalty, nbest=nbest)
             for i, nb in zip(idx, hyps):
-                results[i] = [Translation(self.tgt_tok.decode(h.tokens), h.score) for h in nb]
+                results[i] = [Translation(one_line(self.tgt_tok.decode(h.tokens)), h.score) for h in nb]
         self.model.train(was_training)
         return results
 

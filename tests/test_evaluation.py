@@ -1,0 +1,207 @@
+"""Scoring (sacreBLEU BLEU and chrF, exact match, BLEU by length) and ``python -m seq2seq.evaluation``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+
+from seq2seq.cli import evaluate_main
+from seq2seq.config import load_config
+from seq2seq.corpus import load_split
+from seq2seq.evaluation import DEFAULT_BUCKETS, Bucket, Scores, bleu_by_length, format_report, score
+from seq2seq.translation import Translator
+
+ROOT = Path(__file__).resolve().parent.parent
+BLEU_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\d+\.\d+\.\d+")
+CHRF_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:yes\|nc:6\|nw:0\|space:no\|version:\d+\.\d+\.\d+")
+
+
+def run_evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "seq2seq.evaluation", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})
+
+
+# --- score -------------------------------------------------------------------------------
+
+
+def test_perfect_hypotheses_score_100() -> None:
+    refs = ["the cat sat on the mat", "1994-09-27", "a b c d e"]
+    s = score(refs, refs)
+    assert (s.bleu, s.chrf, s.exact_match, s.n) == (pytest.approx(100.0), pytest.approx(100.0), 100.0, 3)
+    assert BLEU_SIGNATURE.fullmatch(s.bleu_signature)
+    assert CHRF_SIGNATURE.fullmatch(s.chrf_signature)
+
+
+def test_bleu_by_hand_and_sacrebleu() -> None:
+    """One sentence: precisions 5/6, 3/5, 1/4 and 0/3 (exp smoothing: 1/(2*3)), no brevity penalty."""
+    s = score(["the cat is on the mat"], ["the cat sat on the mat"])
+    by_hand = 100 * math.exp((math.log(5 / 6) + math.log(3 / 5) + math.log(1 / 4) + math.log(1 / 6)) / 4)
+    assert s.bleu == pytest.approx(by_hand)
+    assert s.bleu == pytest.approx(37.99, abs=0.01)
+    assert s.exact_match == 0.0
+    assert s.chrf == pytest.approx(sacrebleu.corpus_chrf(["the cat is on the mat"], [["the cat sat on the mat"]]).score)
+    assert 0 < s.chrf < 100
+
+
+def test_corpus_scores_match_sacrebleu_and_exact_match_counts() -> None:
+    hyps = ["2011-03-03", "1994-09-27", "the quick brown fox", "Hello, world!"]
+    refs = ["2011-03-03", "1994-09-28", "the quick brown dog", "Hello world"]
+    s = score(hyps, refs)
+    assert s.bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert s.chrf == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert s.exact_match == 25.0
+    assert s.n == 4
+    assert score(["Hello"], ["hello"]).exact_match == 0.0  # cased, like BLEU
+
+
+def test_score_refuses_mismatched_or_empty() -> None:
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        score(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="no sentences"):
+        score([], [])
+
+
+# --- bleu_by_length --------------------------------------------------------------------------
+
+
+def test_bleu_by_length_buckets_and_labels() -> None:
+    lengths = [1, 10, 11, 20, 35, 99]
+    good = "one two three four five"
+    hyps = [good, good, "x y z w", "x y z w", good, "nothing matches here at all"]
+    refs = [good, good, "a b c d", "a b c d", good, "something else entirely is here"]
+    buckets = bleu_by_length(lengths, hyps, refs, edges=(10, 20, 30))
+    assert [(b.label, b.n) for b in buckets] == [("1-10", 2), ("11-20", 2), ("31+", 2)]  # 21-30 empty: left out
+    assert buckets[0].bleu == pytest.approx(100.0)
+    assert buckets[1].bleu == pytest.approx(0.0)
+    assert buckets[2].bleu == pytest.approx(sacrebleu.corpus_bleu(hyps[4:], [refs[4:]]).score)
+    assert all(isinstance(b, Bucket) for b in buckets)
+
+
+def test_bleu_by_length_default_edges_and_bounds() -> None:
+    assert DEFAULT_BUCKETS == (10, 20, 30, 40)
+    lengths = [10, 11, 20, 21, 30, 31, 40, 41]
+    buckets = bleu_by_length(lengths, ["a"] * 8, ["a"] * 8)
+    assert [(b.label, b.n) for b in buckets] == [("1-10", 1), ("11-20", 2), ("21-30", 2), ("31-40", 2), ("41+", 1)]
+    assert bleu_by_length([], [], []) == []
+
+
+def test_format_report() -> None:
+    scores = Scores(bleu=12.345, chrf=56.789, exact_match=25.0, bleu_signature="nrefs:1|sig-b",
+                    chrf_signature="nrefs:1|sig-c", n=4)
+    report = format_report(scores, [Bucket("1-10", 3, 10.0), Bucket("11-20", 1, 0.0)]).splitlines()
+    assert report[0] == "BLEU = 12.35  nrefs:1|sig-b"
+    assert report[1] == "chrF = 56.79  nrefs:1|sig-c"
+    assert report[2] == "exact match = 25.00%  (4 sentences)"
+    assert report[3] == "BLEU by source length (words):"
+    assert re.fullmatch(r"\s+1-10\s+n=3\s+BLEU = 10\.00", report[4])
+    assert re.fullmatch(r"\s+11-20\s+n=1\s+BLEU = 0\.00", report[5])
+    assert len(report) == 6
+    assert len(format_report(scores).splitlines()) == 3
+
+
+# --- python -m seq2seq.evaluation ------------------------------------------------------------
+
+
+def _report_value(stdout: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} = ([\d.]+)", stdout, re.M)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def test_evaluate_checkpoint_test_split(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    hyp_file, json_file = tmp_path / "hyp.txt", tmp_path / "scores.json"
+    result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--output", str(hyp_file), "--json", str(json_file))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    test = load_split(load_config(tiny_checkpoint / "config.yaml").data, "test")
+    assert out.splitlines()[0] == f"dates:test: {len(test)} sentences, beam 5"
+    assert re.search(r"^BLEU = [\d.]+  " + BLEU_SIGNATURE.pattern + "$", out, re.M), out
+    assert re.search(r"^chrF = [\d.]+  " + CHRF_SIGNATURE.pattern + "$", out, re.M), out
+    assert re.search(rf"^exact match = [\d.]+%  \({len(test)} sentences\)$", out, re.M), out
+    assert "BLEU by source length (words):" in out
+    assert re.search(rf"^\s+1-10\s+n={len(test)}\s+BLEU = [\d.]+$", out, re.M), out  # dates are 1-5 words
+
+    hyps = hyp_file.read_text(encoding="utf-8").split("\n")
+    assert hyps.pop() == ""
+    assert len(hyps) == len(test)
+    assert hyps == Translator.from_checkpoint(tiny_checkpoint).translate_best([s for s, _ in test])
+
+    data = json.loads(json_file.read_text())
+    expected = score(hyps, [t for _, t in test])
+    assert data["data"] == "dates:test"
+    assert data["beam"] == 5
+    assert data["n"] == len(test)
+    assert data["bleu"] == pytest.approx(expected.bleu)
+    assert data["chrf"] == pytest.approx(expected.chrf)
+    assert data["exact_match"] == pytest.approx(expected.exact_match)
+    assert data["bleu_signature"] == expected.bleu_signature
+    assert data["chrf_signature"] == expected.chrf_signature
+    assert data["buckets"] == [{"label": "1-10", "n": len(test), "bleu": pytest.approx(expected.bleu)}]
+    assert _report_value(out, "BLEU") == pytest.approx(data["bleu"], abs=0.005)
+    assert _report_value(out, "chrF") == pytest.approx(data["chrf"], abs=0.005)
+
+
+def test_evaluate_src_ref_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """With --src/--ref: two references are the model's own output (exact match 50%), one long
+    source lands in the 11-20 bucket."""
+    sources = ["march 3, 2011", "5/17/1953", "x", "one two three four five six seven eight nine ten eleven twelve"]
+    own = Translator.from_checkpoint(tiny_checkpoint).translate_best(sources, beam_size=2)
+    refs = [own[0], "1953-05-17", own[2], "2011-03-03"]
+    assert own[1] != refs[1] and own[3] != refs[3]
+    src, ref, js = tmp_path / "src.txt", tmp_path / "ref.txt", tmp_path / "s.json"
+    src.write_text("".join(s + "\n" for s in sources), encoding="utf-8")
+    ref.write_text("".join(r + "\n" for r in refs), encoding="utf-8")
+    result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref), "--beam", "2",
+                          "--batch-size", "2", "--json", str(js), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"{src} / {ref}: 4 sentences, beam 2"
+    assert "exact match = 50.00%  (4 sentences)" in result.stdout
+    assert re.search(r"^\s+1-10\s+n=3\s+BLEU", result.stdout, re.M)
+    assert re.search(r"^\s+11-20\s+n=1\s+BLEU", result.stdout, re.M)
+    data = json.loads(js.read_text())
+    expected = score(own, refs)
+    assert (data["bleu"], data["chrf"]) == (pytest.approx(expected.bleu), pytest.approx(expected.chrf))
+    assert [(b["label"], b["n"]) for b in data["buckets"]] == [("1-10", 3), ("11-20", 1)]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_evaluate_mismatched_files_is_one_line_error(tiny_checkpoint: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("a\nb\nc\n")
+    ref.write_text("a\nb\n")
+    msg = _one_line_error(capsys, evaluate_main(["--checkpoint", str(tiny_checkpoint), "--src", str(src),
+                                                 "--ref", str(ref)]))
+    assert "3 lines" in msg and "2" in msg
+
+
+def test_evaluate_argument_errors(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = ["--checkpoint", str(tiny_checkpoint)]
+    src = tmp_path / "src.txt"
+    src.write_text("a\n")
+    assert _one_line_error(capsys, evaluate_main([*ckpt, "--src", str(src)])) == "error: --src and --ref go together"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    msg = _one_line_error(capsys, evaluate_main([*ckpt, "--src", str(empty), "--ref", str(empty)]))
+    assert "no sentences" in msg
+    assert _one_line_error(capsys, evaluate_main([*ckpt, "--beam", "0"])) == "error: --beam must be >= 1, got 0"
+    msg = _one_line_error(capsys, evaluate_main([*ckpt, "--split", "nope"]))
+    assert "no split 'nope'" in msg
+    msg = _one_line_error(capsys, evaluate_main(["--checkpoint", str(tmp_path / "missing")]))
+    assert "checkpoint directory not found" in msg
