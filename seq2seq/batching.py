@@ -1,8 +1,10 @@
 """From sentence pairs to padded, length-bucketed tensor batches.
 
 Pipeline: :func:`encode_pairs` (text -> token ids, dropping empty or too-long pairs),
-then :func:`make_batches` (sort by length, cut by sentence count or token budget,
-:func:`collate` each cut into a :class:`Batch`).
+then :func:`make_batches` (sort by length, cut by sentence count or token budget with
+:func:`batch_cuts`, :func:`collate` each cut into a :class:`Batch`). Training walks an
+epoch with :func:`epoch_batches`: the same cuts, made chunk by chunk (a corpus streamed from
+disk is one chunk at a time in memory) and shared among the ranks of a distributed run.
 
 Conventions (B: sentences, S: source length, T: target length incl. BOS or EOS):
 
@@ -17,7 +19,7 @@ Conventions (B: sentences, S: source length, T: target length incl. BOS or EOS):
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,9 +139,9 @@ def _cut_by_tokens(order: list[int], src_lens: list[int], tgt_lens: list[int],
     return cuts
 
 
-def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: int = 0, reverse: bool,
-                 shuffle: bool, seed: int = 0) -> list[Batch]:
-    """Length-bucketed batches covering every example exactly once.
+def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: int, max_tokens: int = 0,
+               shuffle: bool, seed: int = 0) -> list[list[int]]:
+    """The batches of :func:`make_batches` as lists of example positions, from the lengths alone.
 
     Examples are sorted by (source length, target length) -- globally without
     ``shuffle``, which gives a deterministic order; with ``shuffle``, within random
@@ -150,12 +152,11 @@ def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: in
     """
     if batch_size < 1 or max_tokens < 0:
         raise ValueError(f"need batch_size >= 1 and max_tokens >= 0, got {batch_size}, {max_tokens}")
-    src_lens = [len(s) for s, _ in examples]
-    tgt_lens = [len(t) for _, t in examples]
+    src_lens, tgt_lens = list(src_lens), list(tgt_lens)
     width = max(tgt_lens, default=0) + 1
     key = [s * width + t for s, t in zip(src_lens, tgt_lens)]  # sorts as (src len, tgt len)
 
-    order = list(range(len(examples)))
+    order = list(range(len(src_lens)))
     rng = random.Random(seed)
     if shuffle:
         rng.shuffle(order)
@@ -173,4 +174,54 @@ def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: in
             cuts += _cut_by_count(by_len, batch_size)
     if shuffle:
         rng.shuffle(cuts)
+    return cuts
+
+
+def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: int = 0, reverse: bool,
+                 shuffle: bool, seed: int = 0) -> list[Batch]:
+    """Length-bucketed batches covering every example exactly once (cut by :func:`batch_cuts`)."""
+    cuts = batch_cuts([len(s) for s, _ in examples], [len(t) for _, t in examples], batch_size=batch_size,
+                      max_tokens=max_tokens, shuffle=shuffle, seed=seed)
     return [collate([examples[i] for i in cut], cut, reverse) for cut in cuts]
+
+
+# --- an epoch of training batches, for one rank of ``world`` ---------------------------------
+Chunk = tuple[Sequence[Example], Sequence[int], int]  # examples, their ids in the corpus, a shuffling seed
+
+
+def shard(cut: Sequence[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s share of a global batch: every ``world``-th example from the ``rank``-th.
+
+    The ``world`` shares partition ``cut``, differ in size by at most one, and -- ``cut``
+    being length-sorted -- have alike lengths, so no rank waits long for the others.
+    """
+    return list(cut[rank::world])
+
+
+def epoch_batches(chunks: Iterable[Chunk], *, batch_size: int, max_tokens: int = 0, reverse: bool,
+                  rank: int = 0, world: int = 1, skip: int = 0) -> Iterator[Batch]:
+    """This rank's training batches for one epoch, collated one at a time as they are needed.
+
+    Each chunk ``(examples, ids, seed)`` is cut as ``make_batches(shuffle=True, seed=seed)``
+    cuts it, but into *global* batches of ``batch_size * world`` sentences (or
+    ``max_tokens * world`` tokens), and this rank collates its :func:`shard` of each. So every
+    rank walks the same global batches in the same order, and a step's global batch is
+    exactly what one process with ``batch_size * world`` would train on (one process:
+    ``world=1``, the batches of ``make_batches``). ``Batch.index`` holds the examples' ``ids``.
+
+    A global batch with fewer than ``world`` sentences (only the last of a length-sorted run
+    can be that small) is dropped, since every rank must take a step. The first ``skip``
+    global batches (done before a resume) are counted but not collated.
+    """
+    done = 0
+    for examples, ids, seed in chunks:
+        cuts = batch_cuts([len(s) for s, _ in examples], [len(t) for _, t in examples],
+                          batch_size=batch_size * world, max_tokens=max_tokens * world, shuffle=True, seed=seed)
+        for cut in cuts:
+            if len(cut) < world:
+                continue
+            done += 1
+            if done <= skip:
+                continue
+            mine = shard(cut, rank, world)
+            yield collate([examples[i] for i in mine], [ids[i] for i in mine], reverse)

@@ -40,6 +40,10 @@ class DataConfig:
       * ``tsv`` / ``jsonl``: ``{path}/{split}.tsv`` (two columns) or ``{split}.jsonl``
         (objects with ``src_field`` and ``tgt_field``);
       * ``hf``: a Hugging Face ``datasets`` name or local dataset directory in ``path``.
+
+    ``prepared``: a store written by ``python -m seq2seq.prepare`` from this same data
+    config; training then streams the training split from it with bounded memory instead of
+    reading the corpus (see ``seq2seq/store.py``). Empty: read the corpus into memory.
     """
 
     source: Literal["dates", "addition", "files", "tsv", "jsonl", "hf"] = "dates"
@@ -62,6 +66,7 @@ class DataConfig:
     max_len: int = 100  # tokens per side; longer pairs are filtered out of training
     reverse_source: bool = True
     invalid_utf8: Literal["error", "skip"] = "error"
+    prepared: str = ""  # a prepared store directory to stream training data from; "": in memory
 
     def __post_init__(self) -> None:
         _check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
@@ -112,6 +117,7 @@ class TrainConfig:
     max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
     lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: Literal["adam", "sgd"] = "adam"  # sgd: plain SGD, no momentum (e.g. to see gradients explode)
     clip_norm: float = 5.0  # 0 disables clipping
     teacher_forcing: float = 1.0
     teacher_forcing_decay: float = 0.0  # subtracted from the ratio after each epoch

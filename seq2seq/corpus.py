@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import gzip
 import io
+import itertools
 import json
 import os
 import random
@@ -173,26 +174,43 @@ def _read_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> _Read:
 
 def _read_tsv(path: Path, invalid_utf8: str) -> _Read:
     path = _resolve(path)
-    pairs: list[Pair] = []
-    skipped = 0
-    for lineno, line in enumerate(_lines(path, invalid_utf8), start=1):
-        if line is None:
-            skipped += 1
-        elif line:
-            cols = line.split("\t")
-            if len(cols) != 2:
-                raise CorpusError(f"{path}: line {lineno}: expected 2 tab-separated columns, got {len(cols)}")
-            pairs.append((cols[0], cols[1]))
-    return _Read(pairs, skipped, str(path))
+    return _collect(_iter_tsv(path, invalid_utf8), str(path))
 
 
 def _read_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> _Read:
     path = _resolve(path)
+    return _collect(_iter_jsonl(path, src_key, tgt_key, invalid_utf8), str(path))
+
+
+def _collect(rows: Iterable[Pair | None], where: str) -> _Read:
+    """The pairs of ``rows``, counting the ``None``s (lines skipped for invalid UTF-8)."""
     pairs: list[Pair] = []
     skipped = 0
-    for lineno, line in enumerate(_lines(path, invalid_utf8), start=1):
-        if line is None:
+    for row in rows:
+        if row is None:
             skipped += 1
+        else:
+            pairs.append(row)
+    return _Read(pairs, skipped, where)
+
+
+def _iter_tsv(path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
+    """Pairs of a TSV file, one line at a time; ``None`` for a line skipped for invalid UTF-8."""
+    for lineno, line in enumerate(_iter_lines(path, invalid_utf8), start=1):
+        if line is None:
+            yield None
+        elif line:
+            cols = line.split("\t")
+            if len(cols) != 2:
+                raise CorpusError(f"{path}: line {lineno}: expected 2 tab-separated columns, got {len(cols)}")
+            yield cols[0], cols[1]
+
+
+def _iter_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> Iterator[Pair | None]:
+    """Pairs of a JSONL file, one line at a time; ``None`` for a line skipped for invalid UTF-8."""
+    for lineno, line in enumerate(_iter_lines(path, invalid_utf8), start=1):
+        if line is None:
+            yield None
             continue
         if not line.strip():
             continue
@@ -205,8 +223,20 @@ def _read_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> _R
             raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if isinstance(obj.get("translation"), dict):
             obj, where = obj["translation"], f"{where}: translation"
-        pairs.append((_string(obj, src_key, where), _string(obj, tgt_key, where)))
-    return _Read(pairs, skipped, str(path))
+        yield _string(obj, src_key, where), _string(obj, tgt_key, where)
+
+
+def _iter_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
+    """Pairs of two line-aligned files, one line at a time; ``None`` where a side was skipped."""
+    missing = object()
+    lines = itertools.zip_longest(_iter_lines(src_path, invalid_utf8), _iter_lines(tgt_path, invalid_utf8),
+                                  fillvalue=missing)
+    for lineno, (s, t) in enumerate(lines, start=1):
+        if s is missing or t is missing:
+            shorter = src_path if s is missing else tgt_path
+            raise CorpusError(f"{src_path} and {tgt_path} differ in length ({shorter} ends after line "
+                              f"{lineno - 1}): parallel files must have the same number of lines")
+        yield None if s is None or t is None else (s, t)  # type: ignore[misc]
 
 
 def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
@@ -235,6 +265,11 @@ def _lines(path: Path, invalid_utf8: str) -> list[str | None]:
 
     A line that is not valid UTF-8 is a CorpusError, or ``None`` when ``invalid_utf8="skip"``.
     """
+    return list(_iter_lines(path, invalid_utf8))
+
+
+def _iter_lines(path: Path, invalid_utf8: str) -> Iterator[str | None]:
+    """:func:`_lines`, one line at a time (for corpora larger than memory)."""
     if invalid_utf8 not in ("error", "skip"):
         raise CorpusError(f"data.invalid_utf8: must be 'error' or 'skip', got {invalid_utf8!r}")
     try:
@@ -242,23 +277,23 @@ def _lines(path: Path, invalid_utf8: str) -> list[str | None]:
             is_gzip = f.read(2) == b"\x1f\x8b"
             f.seek(0)
             stream: io.BufferedIOBase = gzip.GzipFile(fileobj=f) if is_gzip else f
-            raw_lines = list(stream)  # splits on b"\n" only, unlike text mode
+            for lineno, raw in enumerate(stream, start=1):  # splits on b"\n" only, unlike text mode
+                yield _decode_line(raw, path, lineno, invalid_utf8)
     except (OSError, EOFError, zlib.error) as e:
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
         raise CorpusError(f"{path}: cannot read file ({reason})") from None
-    lines: list[str | None] = []
-    for lineno, raw in enumerate(raw_lines, start=1):
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            if invalid_utf8 == "error":
-                raise CorpusError(f"{path}: line {lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} "
-                                  f"at byte {e.start + 1}; set data.invalid_utf8=skip to drop such lines)"
-                                  ) from None
-            lines.append(None)
-    return lines
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int, invalid_utf8: str) -> str | None:
+    if raw.endswith(b"\n"):
+        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if invalid_utf8 == "error":
+            raise CorpusError(f"{path}: line {lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} "
+                              f"at byte {e.start + 1}; set data.invalid_utf8=skip to drop such lines)") from None
+        return None
 
 
 # ---------------------------------------------------------------------------- Hugging Face datasets
@@ -443,21 +478,13 @@ def make_dates(n: int, seed: int) -> list[Pair]:
     See :func:`_unique` for duplicates; ``make_dates(k, s)`` is a prefix of ``make_dates(n, s)``.
     """
 
-    def sample(rng: random.Random) -> Pair:
-        d = datetime.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY))
-        return rng.choice(_FORMATS)(d), d.isoformat()
-
-    return _unique(n, seed, sample)
+    return _unique(n, seed, _date_pair)
 
 
 def make_addition(n: int, seed: int) -> list[Pair]:
     """``n`` pairs like ``("16+75", "91")``: operands uniform in 0..999, no spaces."""
 
-    def sample(rng: random.Random) -> Pair:
-        a, b = rng.randint(0, 999), rng.randint(0, 999)
-        return f"{a}+{b}", str(a + b)
-
-    return _unique(n, seed, sample)
+    return _unique(n, seed, _addition_pair)
 
 
 def _unique(n: int, seed: int, sample: Callable[[random.Random], Pair], tries: int = 10) -> list[Pair]:
@@ -469,20 +496,77 @@ def _unique(n: int, seed: int, sample: Callable[[random.Random], Pair], tries: i
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    return list(itertools.islice(_iter_unique(seed, sample, tries), n))
+
+
+def _iter_unique(seed: int, sample: Callable[[random.Random], Pair], tries: int = 10) -> Iterator[Pair]:
+    """The endless sequence whose first ``n`` are ``_unique(n, ...)``. Its memory is the set of
+    sources seen, bounded by the number of possible sources (about 1M), not by ``n``."""
     rng = random.Random(seed)
     seen: set[str] = set()
-    out: list[Pair] = []
-    while len(out) < n:
+    while True:
         for _ in range(tries):
             pair = sample(rng)
             if pair[0] not in seen:
                 break
         seen.add(pair[0])
-        out.append(pair)
-    return out
+        yield pair
 
 
 _SYNTHETIC: dict[str, Callable[[int, int], list[Pair]]] = {"dates": make_dates, "addition": make_addition}
+
+
+def iter_synthetic(cfg: DataConfig) -> Iterator[Pair]:
+    """The synthetic corpus of ``cfg`` one pair at a time: its first ``cfg.size`` pairs are
+    :func:`make_dates` / :func:`make_addition`'s, so the splits are, in order, the next
+    :func:`synthetic_split_sizes` pairs."""
+    if cfg.source not in _SYNTHETIC:
+        raise CorpusError(f"data.source: {cfg.source!r} is not synthetic")
+    sample = _date_pair if cfg.source == "dates" else _addition_pair
+    return _iter_unique(cfg.seed, sample)
+
+
+def _date_pair(rng: random.Random) -> Pair:
+    d = datetime.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY))
+    return rng.choice(_FORMATS)(d), d.isoformat()
+
+
+def _addition_pair(rng: random.Random) -> Pair:
+    a, b = rng.randint(0, 999), rng.randint(0, 999)
+    return f"{a}+{b}", str(a + b)
+
+
+def synthetic_split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
+    """Pairs in the synthetic train, valid and test splits; a split with a fraction above 0
+    gets at least one pair."""
+    n_valid = max(1, round(cfg.size * cfg.valid_fraction)) if cfg.valid_fraction > 0 else 0
+    n_test = max(1, round(cfg.size * cfg.test_fraction)) if cfg.test_fraction > 0 else 0
+    n_train = cfg.size - n_valid - n_test
+    if n_train < 1:
+        raise CorpusError(f"data.size: {cfg.size} pairs leave none for training after "
+                          f"{n_valid} valid and {n_test} test pairs")
+    return n_train, n_valid, n_test
+
+
+def iter_split(cfg: DataConfig, split: str) -> Iterator[Pair]:
+    """The pairs of one split read one line at a time, empty pairs dropped (as in
+    :func:`load_split`), for corpora larger than memory: ``files``, ``tsv`` and ``jsonl``
+    stream; ``hf`` reads the split as :func:`load_split` does; synthetic sources are made with
+    :func:`iter_synthetic` (the whole corpus in order: take the splits from one stream)."""
+    root = Path(cfg.path).expanduser()
+    mode = cfg.invalid_utf8
+    if cfg.source == "files":
+        rows = _iter_parallel(_resolve(root / f"{split}.{cfg.src_lang}"), _resolve(root / f"{split}.{cfg.tgt_lang}"),
+                              mode)
+    elif cfg.source == "tsv":
+        rows = _iter_tsv(_resolve(root / f"{split}.tsv"), mode)
+    elif cfg.source == "jsonl":
+        rows = _iter_jsonl(_resolve(root / f"{split}.jsonl"), cfg.src_key, cfg.tgt_key, mode)
+    elif cfg.source == "hf":
+        rows = iter(load_split(cfg, split))
+    else:
+        raise CorpusError(f"data.source: {cfg.source!r} has no splits on disk; use iter_synthetic")
+    return (row for row in rows if row is not None and row[0].strip() and row[1].strip())
 
 
 def _synthetic_splits(cfg: DataConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
@@ -490,11 +574,6 @@ def _synthetic_splits(cfg: DataConfig) -> tuple[list[Pair], list[Pair], list[Pai
 
     A split with a fraction above 0 gets at least one pair.
     """
+    n_train, n_valid, _ = synthetic_split_sizes(cfg)
     pairs = _SYNTHETIC[cfg.source](cfg.size, cfg.seed)
-    n_valid = max(1, round(cfg.size * cfg.valid_fraction)) if cfg.valid_fraction > 0 else 0
-    n_test = max(1, round(cfg.size * cfg.test_fraction)) if cfg.test_fraction > 0 else 0
-    n_train = cfg.size - n_valid - n_test
-    if n_train < 1:
-        raise CorpusError(f"data.size: {cfg.size} pairs leave none for training after "
-                          f"{n_valid} valid and {n_test} test pairs")
     return pairs[:n_train], pairs[n_train:n_train + n_valid], pairs[n_train + n_valid:]

@@ -160,3 +160,13 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000) -> 
             raise ValueError(f"BPE vocab_size must be >= {len(SPECIAL_TOKENS) + 256}, got {vocab_size}")
         return Tokenizer(_train_bpe(texts, vocab_size), "bpe")
     raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
+
+
+def train_tokenizers(pairs: Sequence[tuple[str, str]], kind: str, vocab_size: int = 8000,
+                     joint: bool = False) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target tokenizers trained on ``pairs``; with ``joint``, one tokenizer on both sides."""
+    if joint:
+        shared = train_tokenizer([text for pair in pairs for text in pair], kind, vocab_size)
+        return shared, shared
+    return (train_tokenizer([s for s, _ in pairs], kind, vocab_size),
+            train_tokenizer([t for _, t in pairs], kind, vocab_size))

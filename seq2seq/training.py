@@ -5,6 +5,16 @@ optimizer (or restore them from ``last/``), then for each epoch run ``train_step
 shuffled length-bucketed batches, validate (loss, perplexity, greedy BLEU/chrF), save
 ``last/`` (and ``best/`` when validation BLEU improves), and stop early when it has not
 improved for ``train.patience`` epochs.
+
+Two ways to scale, both without changing that loop (docs/scale.md has the commands):
+
+* Several GPUs or nodes: under ``torchrun`` this process is one rank of a data-parallel
+  run (:mod:`seq2seq.distributed`). Each rank trains on its share of every global batch of
+  ``train.batch_size * world size`` sentences, the model in DistributedDataParallel; the loss
+  is normalised by the global token count (:func:`train_step`), rank 0 validates, logs and
+  saves, and the ranks agree on when to stop.
+* Corpora larger than memory: with ``data.prepared`` the training split is streamed from a
+  store made by ``python -m seq2seq.prepare`` (:mod:`seq2seq.store`), a chunk at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +32,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from . import checkpoint
-from .batching import Batch, Example, encode_pairs, make_batches
+from . import checkpoint, distributed
+from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
 from .config import Config, load_config
 from .corpus import Pair, load_corpus
+from .distributed import World
 from .evaluation import score
 from .model import Seq2Seq, build_model, count_parameters
-from .tokenization import PAD, Tokenizer, train_tokenizer
+from .store import Store
+from .tokenization import PAD, Tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Translator
 
@@ -39,6 +51,10 @@ RUN_CONFIG = "config.yaml"
 
 class TrainError(RuntimeError):
     """A training run that cannot start or go on; the message says why in one line."""
+
+
+class DivergedError(TrainError):
+    """The loss stayed NaN/inf for ``train.max_bad_steps`` steps in a row: the run diverged."""
 
 
 # --- data --------------------------------------------------------------------------
@@ -50,20 +66,19 @@ class Data:
     valid: list[Example]
     valid_pairs: list[Pair]
     report: list[str] = field(default_factory=list)
+    store: Store | None = None  # with data.prepared: the training split, on disk (``train`` is then empty)
 
 
 def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> Data:
-    """Load the corpus, train (or reuse) tokenizers on the training split, encode, filter."""
+    """Load the corpus, train (or reuse) tokenizers on the training split, encode, filter;
+    with ``data.prepared``, open the store instead (training examples stay on disk)."""
     d = cfg.data
+    if d.prepared:
+        return _open_store(cfg, tokenizers)
     corpus = load_corpus(d)
     report = list(corpus.report)
     if tokenizers is None:
-        if d.joint_vocab:
-            joint = train_tokenizer([t for p in corpus.train for t in p], d.tokenizer, d.vocab_size)
-            tokenizers = (joint, joint)
-        else:
-            tokenizers = (train_tokenizer([s for s, _ in corpus.train], d.tokenizer, d.vocab_size),
-                          train_tokenizer([t for _, t in corpus.train], d.tokenizer, d.vocab_size))
+        tokenizers = train_tokenizers(corpus.train, d.tokenizer, d.vocab_size, d.joint_vocab)
     src_tok, tgt_tok = tokenizers
     train, too_long, empty = encode_pairs(corpus.train, src_tok, tgt_tok, d.max_len)
     report.append(f"train: {len(train)} pairs kept, {too_long} longer than max_len={d.max_len} "
@@ -73,6 +88,41 @@ def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = N
     valid, _, _ = encode_pairs(corpus.valid, src_tok, tgt_tok, d.max_len)
     report.append(f"vocabulary: source {src_tok.vocab_size}, target {tgt_tok.vocab_size} ({d.tokenizer})")
     return Data(src_tok, tgt_tok, train, valid, list(corpus.valid), report)
+
+
+def _open_store(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None) -> Data:
+    store = Store(cfg.data.prepared)
+    store.check(cfg.data)
+    if tokenizers is not None and [t.to_json() for t in tokenizers] != [store.src_tok.to_json(),
+                                                                       store.tgt_tok.to_json()]:
+        raise TrainError(f"{store.path}: its tokenizers are not the checkpoint's (was it prepared again?); "
+                         "resume with the store the run was trained on")
+    valid_pairs = store.valid_pairs()
+    valid, _, _ = encode_pairs(valid_pairs, store.src_tok, store.tgt_tok, cfg.data.max_len)
+    report = [*store.report, f"train: streamed from {store.path}, up to {store.block * store.chunk_blocks:,} "
+                             "examples in memory at a time"]
+    return Data(store.src_tok, store.tgt_tok, [], valid, valid_pairs, report, store)
+
+
+def train_chunks(data: Data, seed: int) -> Iterable[Chunk]:
+    """An epoch's training examples for ``batching.epoch_batches``: one chunk in memory, or
+    the store's chunks, read one at a time."""
+    if data.store is not None:
+        return data.store.chunks(seed)
+    return [(data.train, range(len(data.train)), seed)]
+
+
+def steps_per_epoch(data: Data, cfg: Config, world: World) -> int:
+    """Optimizer steps in an epoch (a global batch a step), for the schedule and progress bar.
+
+    In memory, the batches of a length-sorted pass; streamed, the store's estimate. The
+    shuffled epoch can differ by a few with a token budget, as batches fall differently.
+    """
+    batch_size, max_tokens = cfg.train.batch_size * world.size, cfg.train.max_tokens * world.size
+    if data.store is not None:
+        return data.store.estimated_batches(batch_size, max_tokens)
+    return len(batch_cuts([len(s) for s, _ in data.train], [len(t) for _, t in data.train],
+                          batch_size=batch_size, max_tokens=max_tokens, shuffle=False))
 
 
 def select_device(name: str) -> torch.device:
@@ -121,6 +171,21 @@ def scheduled_sampling_logits(model: Seq2Seq, batch: Batch, ratio: float) -> Ten
             use_gold = torch.rand(gold.shape, device=gold.device) < ratio
             prev = torch.where(use_gold, gold, logits.argmax(-1))
     return torch.stack(steps, dim=1)  # (B, T, V)
+
+
+class TrainingForward(nn.Module):
+    """The training forward pass in one module call: teacher forcing, or scheduled sampling
+    below ratio 1. DistributedDataParallel synchronises the gradients of what runs through
+    the ``forward`` of the module it wraps, so both paths go through this one."""
+
+    def __init__(self, model: Seq2Seq) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, ratio: float) -> Tensor:
+        if ratio >= 1.0:
+            return self.model(batch.src, batch.src_len, batch.tgt_in)  # (B, T, V)
+        return scheduled_sampling_logits(self.model, batch, ratio)  # (B, T, V)
 
 
 # --- signals -----------------------------------------------------------------------
@@ -198,26 +263,47 @@ class Progress:
 
 
 def save_last(out: Path, cfg: Config, model: Seq2Seq, data: Data, optimizer: torch.optim.Optimizer,
-              progress: Progress) -> None:
-    tensors, optim_meta = checkpoint.optimizer_to_tensors(optimizer.state_dict())
-    tensors["rng.torch"] = torch.get_rng_state()
+              progress: Progress, world: World = distributed.SINGLE) -> None:
+    """Write ``last/`` from rank 0, with every rank's random number generator state (every
+    rank calls this; the others wait until it is written)."""
+    rng = world.gather(_rng_state())
+
+    def write() -> None:
+        tensors, optim_meta = checkpoint.optimizer_to_tensors(optimizer.state_dict())
+        for rank, states in enumerate(rng):
+            tensors.update({_rng_key(name, rank): state for name, state in states.items()})
+        state = {"progress": vars(progress), "optimizer": optim_meta, "python_rng": random.getstate()}
+        checkpoint.save(out / "last", config=cfg, model=model, src_tok=data.src_tok, tgt_tok=data.tgt_tok,
+                        trainer_tensors=tensors, trainer_state=state)
+
+    world.main_only(write)
+
+
+def _rng_state() -> dict[str, Tensor]:
+    states = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    state = {"progress": vars(progress), "optimizer": optim_meta, "python_rng": random.getstate()}
-    checkpoint.save(out / "last", config=cfg, model=model, src_tok=data.src_tok, tgt_tok=data.tgt_tok,
-                    trainer_tensors=tensors, trainer_state=state)
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
 
 
-def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool) -> Progress:
+def _rng_key(name: str, rank: int) -> str:
+    return f"rng.{name}" if rank == 0 else f"rng.{name}.{rank}"  # rank 0's as a one-process run saves it
+
+
+def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, rank: int = 0) -> Progress:
     tensors, state = checkpoint.load_trainer(out / "last")
     try:
         progress = Progress(**state["progress"])
         if not reset_optimizer:
             optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
         random.setstate(_as_tuple(state["python_rng"]))
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        own = _rng_key("torch", rank)
+        torch.set_rng_state(tensors.get(own, tensors["rng.torch"]))
+        if own not in tensors:  # a rank the saved run did not have: a generator of its own
+            torch.manual_seed(int(torch.randint(2**62, ())) + rank)
+        cuda = _rng_key("cuda", rank) if _rng_key("cuda", rank) in tensors else "rng.cuda"
+        if cuda in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[cuda])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or foreign trainer state
         where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
         reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
@@ -229,23 +315,81 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, list) else x
 
 
-def train_step(model: Seq2Seq, batch: Batch, optimizer: torch.optim.Optimizer, cfg: Config,
-               tf_ratio: float, autocast: Any) -> tuple[Tensor, Tensor, bool]:
-    """One optimizer step. -> (summed loss, gradient norm before clipping, whether it was taken)."""
+def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, cfg: Config, tf_ratio: float,
+               autocast: Any, world: World = distributed.SINGLE) -> tuple[Tensor, int, Tensor, bool]:
+    """One optimizer step on ``batch``, this rank's share of the step's global batch.
+
+    ``net`` is ``TrainingForward(model)``, in DistributedDataParallel when there are several
+    ranks (a bare ``Seq2Seq`` is wrapped here). -> (summed loss and target tokens of the
+    *global* batch, gradient norm before clipping, whether the step was taken: not when the
+    loss or gradient is NaN/inf, which every rank sees alike).
+
+    The gradient is that of the global batch's mean token loss, as one process would take
+    it: each rank divides its summed loss by the global token count (one all-reduce of two
+    numbers before backward) and multiplies it by the world size, which DDP's averaging of
+    the ranks' gradients divides out again. So N ranks with ``batch_size`` B take the steps
+    of one process with N * B, up to the order of floating-point sums.
+    """
+    if isinstance(net, Seq2Seq):  # a bare model (bench.py times steps this way)
+        net = TrainingForward(net)
     with autocast:
-        if tf_ratio >= 1.0:
-            logits = model(batch.src, batch.src_len, batch.tgt_in)  # (B, T, V)
-        else:
-            logits = scheduled_sampling_logits(model, batch, tf_ratio)
+        logits = net(batch, tf_ratio)  # (B, T, V)
         loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
+    loss_total, tokens = _global_sums(loss_sum, batch.num_tgt_tokens, world)
     optimizer.zero_grad(set_to_none=True)
-    (loss_sum / batch.num_tgt_tokens).backward()
+    (loss_sum / tokens * world.size).backward()
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-    ok = bool(torch.isfinite(loss_sum) & torch.isfinite(norm))  # one host sync per step
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    ok = bool(torch.isfinite(loss_total) & torch.isfinite(norm))  # one host sync per step
     if ok:
         optimizer.step()
-    return loss_sum.detach(), norm.detach(), ok
+    return loss_total, int(tokens), norm.detach(), ok
+
+
+def _global_sums(loss_sum: Tensor, tokens: int, world: World) -> tuple[Tensor, Tensor | int]:
+    """(summed loss, target tokens) over all ranks; in one process, as they are."""
+    if world.size == 1:
+        return loss_sum.detach(), tokens
+    sums = torch.stack([loss_sum.detach().double(), torch.tensor(float(tokens), dtype=torch.float64,
+                                                                 device=loss_sum.device)])  # (2,)
+    world.sum(sums)
+    return sums[0].float(), sums[1].float()
+
+
+class Window:
+    """Training metrics summed over the steps since the last record (on the device, so that
+    adding a step costs no host sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = torch.zeros((), device=self.device)
+        self.norm = torch.zeros((), device=self.device)
+        self.clipped = torch.zeros((), device=self.device)
+        self.tokens = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss_sum: Tensor, norm: Tensor, tokens: int, clip_norm: float) -> None:
+        self.loss += loss_sum
+        self.norm += norm
+        if clip_norm > 0:
+            self.clipped += norm > clip_norm
+        self.tokens += tokens
+        self.steps += 1
+
+    def record(self, lr: float, tf: float, epoch: int) -> dict[str, float]:
+        """The window's record (means per token or step), and a fresh window."""
+        dt = max(time.perf_counter() - self.start, 1e-9)
+        mean = float(self.loss) / max(self.tokens, 1)
+        record = {"train/loss": mean, "train/ppl": math.exp(min(mean, 50.0)),
+                  "train/grad_norm": float(self.norm) / self.steps,
+                  "train/clipped_fraction": float(self.clipped) / self.steps,
+                  "train/lr": lr, "train/tokens_per_s": self.tokens / dt, "train/teacher_forcing": tf,
+                  "epoch": epoch}
+        self.reset()
+        return record
 
 
 @torch.no_grad()
@@ -277,157 +421,166 @@ def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, auto
 
 def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = False,
           reset_optimizer: bool = False) -> dict[str, Any]:
-    """Train per ``cfg`` into the run directory ``out``; returns the final summary."""
-    device = select_device(cfg.train.device)
-    check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
+    """Train per ``cfg`` into the run directory ``out``; returns the final summary.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), this process is one rank of a data-parallel
+    run; every rank calls ``train`` with the same arguments.
+    """
+    world = distributed.setup(select_device(cfg.train.device))
+    try:
+        return _train(cfg, out, world, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
+    finally:
+        distributed.teardown(world)
+
+
+def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
+           reset_optimizer: bool) -> dict[str, Any]:
+    say = world.print  # rank 0 speaks for all
+    world.main_only(lambda: check_run_dir(out, cfg, resume=resume, overwrite=overwrite))
     random.seed(cfg.train.seed)
-    torch.manual_seed(cfg.train.seed)
-    print(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
+    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+    say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
 
     tokenizers = None
     if resume:
         loaded = checkpoint.load(out / "last")
         tokenizers = (loaded.src_tok, loaded.tgt_tok)
-    data = prepare_data(cfg, tokenizers)
+    data = prepare_data(cfg, tokenizers)  # every rank: the same data (or store) in the same order
     for line in data.report:
-        print(line, flush=True)
-    (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8")  # on resume: train.* may have changed
+        say(line, flush=True)
+    # on resume: train.* may have changed
+    world.main_only(lambda: (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8"))
 
     model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
     if resume:
         model.load_state_dict(loaded.model.state_dict())
-    model.to(device).train()
-    print(f"model: {count_parameters(model):,} parameters, device {device}", flush=True)
-    fused = device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                 fused=fused or None)
-    progress = restore(out, optimizer, reset_optimizer) if resume else Progress()
+    model.to(world.device).train()
+    net = distributed.replicate(TrainingForward(model), world)  # DDP with several ranks
+    if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)
+        torch.manual_seed(cfg.train.seed + 1_000_003 * world.rank)
+    ranks = f", {world.size} processes of batch_size {cfg.train.batch_size}" if world.size > 1 else ""
+    say(f"model: {count_parameters(model):,} parameters, device {world.device}{ranks}", flush=True)
+    fused = world.device.type == "cuda"
+    optimizer: torch.optim.Optimizer = (
+        torch.optim.SGD(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        if cfg.train.optimizer == "sgd" else
+        torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=fused or None))
+    progress = restore(out, optimizer, reset_optimizer, world.rank) if resume else Progress()
     if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
         progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
                             best_bleu=progress.best_bleu, skipped_steps=progress.skipped_steps,
                             elapsed=progress.elapsed, wandb_id=progress.wandb_id)
     if progress.done or progress.epoch >= cfg.train.epochs:
-        print(f"{out}: training already finished (best valid BLEU {progress.best_bleu:.2f})")
+        say(f"{out}: training already finished (best valid BLEU {progress.best_bleu:.2f})")
         return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
-    truncate_metrics(out, progress.step)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.train.bf16
+    world.main_only(lambda: truncate_metrics(out, progress.step))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if world.device.type == "cuda" and cfg.train.bf16
                 else nullcontext())
-    tracker = Tracker(cfg, out, resume_id=progress.wandb_id)
+    tracker = Tracker(cfg, out, rank=world.rank, resume_id=progress.wandb_id)  # rank 0 logs, the others not
     progress.wandb_id = tracker.run_id
     flag = StopFlag()
-    batches_per_epoch = len(make_batches(data.train, batch_size=cfg.train.batch_size,
-                                         max_tokens=cfg.train.max_tokens, reverse=False, shuffle=False))
-    total_steps = cfg.train.max_steps or cfg.train.epochs * batches_per_epoch
+    epoch_steps = steps_per_epoch(data, cfg, world)
+    total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
     start = time.perf_counter() - progress.elapsed
     consecutive_bad = 0
+    signum = 0  # the signal that stops training, once every rank knows of it
     try:
         with catch_signals(flag):
-            while progress.epoch < cfg.train.epochs and not progress.done and flag.signum is None:
+            while progress.epoch < cfg.train.epochs and not progress.done and not signum:
                 tf = teacher_forcing_ratio(progress.epoch, cfg)
-                batches = make_batches(data.train, batch_size=cfg.train.batch_size,
-                                       max_tokens=cfg.train.max_tokens, reverse=cfg.data.reverse_source,
-                                       shuffle=True, seed=cfg.train.seed * 1000 + progress.epoch)
-                bar = _progress_bar(cfg, len(batches), progress)
-                window_loss = torch.zeros((), device=device)
-                window_norm = torch.zeros((), device=device)
-                window_clipped = torch.zeros((), device=device)
-                window_tokens = window_steps = 0
-                window_start = time.perf_counter()
-                for batch in batches[progress.batch_in_epoch:]:
-                    batch = batch.to(device, non_blocking=True)
+                batches = epoch_batches(train_chunks(data, seed=cfg.train.seed * 1000 + progress.epoch),
+                                        batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
+                                        reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
+                                        skip=progress.batch_in_epoch)
+                bar = _progress_bar(cfg, epoch_steps, progress) if world.is_main else None
+                window = Window(world.device)
+                for batch in batches:
+                    batch = batch.to(world.device, non_blocking=True)
                     lr = cfg.train.lr * progress.lr_scale * lr_factor(progress.step, total_steps, cfg)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    loss_sum, norm, ok = train_step(model, batch, optimizer, cfg, tf, autocast)
+                    loss_sum, tokens, norm, ok = train_step(net, batch, optimizer, cfg, tf, autocast, world)
                     progress.batch_in_epoch += 1
                     if bar is not None:
                         bar.update(1)
                     if not ok:
                         progress.skipped_steps += 1
                         consecutive_bad += 1
-                        print(f"warning: non-finite loss or gradient at step {progress.step}; step skipped",
-                              file=sys.stderr)
+                        say(f"warning: non-finite loss or gradient at step {progress.step}; step skipped",
+                            file=sys.stderr)
                         if consecutive_bad >= cfg.train.max_bad_steps:
-                            raise TrainError(f"loss was NaN/inf for {consecutive_bad} steps in a row "
+                            raise DivergedError(f"loss was NaN/inf for {consecutive_bad} steps in a row "
                                              f"(step {progress.step}); stopped. The last good checkpoint "
                                              f"is {out / 'last'}")
                         continue
                     consecutive_bad = 0
                     progress.step += 1
-                    window_loss += loss_sum
-                    window_norm += norm
-                    if cfg.train.clip_norm > 0:
-                        window_clipped += norm > cfg.train.clip_norm
-                    window_tokens += batch.num_tgt_tokens
-                    window_steps += 1
-                    stopping = flag.signum is not None or (cfg.train.max_steps and progress.step >= cfg.train.max_steps)
-                    if progress.step % cfg.train.log_every == 0 or progress.batch_in_epoch == len(batches) or stopping:
-                        dt = max(time.perf_counter() - window_start, 1e-9)
-                        mean = float(window_loss) / max(window_tokens, 1)
-                        record = {"train/loss": mean, "train/ppl": math.exp(min(mean, 50.0)),
-                                  "train/grad_norm": float(window_norm) / window_steps,
-                                  "train/clipped_fraction": float(window_clipped) / window_steps,
-                                  "train/lr": lr, "train/tokens_per_s": window_tokens / dt,
-                                  "train/teacher_forcing": tf, "epoch": progress.epoch + 1}
-                        tracker.log(record, progress.step)
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{window_tokens / dt:,.0f}")
-                        window_loss.zero_()
-                        window_norm.zero_()
-                        window_clipped.zero_()
-                        window_tokens = window_steps = 0
-                        window_start = time.perf_counter()
+                    window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
+                    signum = world.max(flag.signum or 0)  # a signal to any rank stops all after this step
+                    stopping = signum or (cfg.train.max_steps and progress.step >= cfg.train.max_steps)
+                    if progress.step % cfg.train.log_every == 0 or stopping:
+                        _log_window(window, lr, tf, progress, tracker, bar)
                     if stopping:  # the window's steps were logged above, so none are lost
                         break
+                if window.steps:  # the epoch's last steps since a record
+                    _log_window(window, lr, tf, progress, tracker, bar)
                 if bar is not None:
                     bar.close()
-                if flag.signum is not None:
+                if signum:
                     break
-                finished_epoch = progress.batch_in_epoch >= len(batches)
-                hit_max = bool(cfg.train.max_steps and progress.step >= cfg.train.max_steps)
-                if finished_epoch or hit_max:
-                    _end_epoch(cfg, out, model, data, optimizer, progress, tracker, device, autocast, start)
-                    if hit_max:
-                        progress.done = True
+                # the epoch's batches are done, or max_steps is reached
+                _end_epoch(cfg, out, model, data, progress, tracker, autocast, start, world)
+                if cfg.train.max_steps and progress.step >= cfg.train.max_steps:
+                    progress.done = True
                 progress.elapsed = time.perf_counter() - start
-                save_last(out, cfg, model, data, optimizer, progress)
+                save_last(out, cfg, model, data, optimizer, progress, world)
+            signum = signum or world.max(flag.signum or 0)  # also a signal after the last step
+            if signum:  # saved with the handlers still in place: a second signal cannot cut it short
+                progress.elapsed = time.perf_counter() - start
+                save_last(out, cfg, model, data, optimizer, progress, world)
     finally:
         tracker.finish()
-    if flag.signum is not None:
-        progress.elapsed = time.perf_counter() - start
-        save_last(out, cfg, model, data, optimizer, progress)
-        name = signal.Signals(flag.signum).name
-        print(f"\n{name}: saved {out / 'last'} at step {progress.step}; "
-              f"continue with --resume", file=sys.stderr)
-        raise SystemExit(128 + flag.signum)
+    if signum:
+        name = signal.Signals(signum).name
+        say(f"\n{name}: saved {out / 'last'} at step {progress.step}; continue with --resume", file=sys.stderr)
+        raise SystemExit(128 + signum)
     summary = {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch,
                "skipped_steps": progress.skipped_steps, "seconds": round(progress.elapsed, 1)}
-    print(f"done: best valid BLEU {progress.best_bleu:.2f} after {progress.epoch} epochs, "
-          f"{progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}", flush=True)
+    say(f"done: best valid BLEU {progress.best_bleu:.2f} after {progress.epoch} epochs, "
+        f"{progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}", flush=True)
     return summary
 
 
-def _end_epoch(cfg: Config, out: Path, model: Seq2Seq, data: Data, optimizer: torch.optim.Optimizer,
-               progress: Progress, tracker: Tracker, device: torch.device, autocast: Any,
-               start: float) -> None:
-    """Validate, log, update early stopping and the plateau schedule, save best/."""
-    metrics, samples = validate(model, data, cfg, device, autocast)
+def _log_window(window: Window, lr: float, tf: float, progress: Progress, tracker: Tracker, bar: Any) -> None:
+    record = window.record(lr, tf, progress.epoch + 1)
+    tracker.log(record, progress.step)
+    if bar is not None:
+        bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")
+
+
+def _end_epoch(cfg: Config, out: Path, model: Seq2Seq, data: Data, progress: Progress, tracker: Tracker,
+               autocast: Any, start: float, world: World) -> None:
+    """Validate (rank 0; every rank gets its numbers), log, update early stopping and the
+    plateau schedule alike on every rank, save best/."""
+    metrics, samples = validate(model, data, cfg, world.device, autocast) if world.is_main else ({}, [])
+    metrics = world.broadcast(metrics)
     progress.epoch += 1
     progress.batch_in_epoch = 0
     metrics.update({"epoch": progress.epoch, "time/seconds": time.perf_counter() - start,
                     "train/skipped_steps": progress.skipped_steps})
     tracker.log(metrics, progress.step)
     tracker.log_samples(samples, progress.epoch, progress.step)
-    print(f"epoch {progress.epoch}: valid loss {metrics['valid/loss']:.3f} ppl {metrics['valid/ppl']:.2f} "
-          f"BLEU {metrics['valid/bleu']:.2f} chrF {metrics['valid/chrf']:.2f} "
-          f"exact {metrics['valid/exact_match']:.1f}%", flush=True)
+    world.print(f"epoch {progress.epoch}: valid loss {metrics['valid/loss']:.3f} ppl {metrics['valid/ppl']:.2f} "
+                f"BLEU {metrics['valid/bleu']:.2f} chrF {metrics['valid/chrf']:.2f} "
+                f"exact {metrics['valid/exact_match']:.1f}%", flush=True)
     for src, ref, hyp in samples[:3]:
         print(f"  {src!r} -> {hyp!r} (ref {ref!r})", flush=True)
     value = metrics[f"valid/{cfg.train.best_metric}"]  # BLEU unless train.best_metric says otherwise
     if value > progress.best_bleu:
         progress.best_bleu = value
         progress.bad_epochs = progress.plateau_epochs = 0
-        checkpoint.save(out / "best", config=cfg, model=model, src_tok=data.src_tok, tgt_tok=data.tgt_tok)
+        world.main_only(lambda: checkpoint.save(out / "best", config=cfg, model=model, src_tok=data.src_tok,
+                                                tgt_tok=data.tgt_tok))
         tracker.summary({f"best/valid_{cfg.train.best_metric}": value, "best/epoch": progress.epoch})
     else:
         progress.bad_epochs += 1
@@ -436,7 +589,7 @@ def _end_epoch(cfg: Config, out: Path, model: Seq2Seq, data: Data, optimizer: to
             progress.lr_scale *= cfg.train.lr_factor
             progress.plateau_epochs = 0
         if progress.bad_epochs >= cfg.train.patience:
-            print(f"early stop: no better validation BLEU for {progress.bad_epochs} epochs", flush=True)
+            world.print(f"early stop: no better validation BLEU for {progress.bad_epochs} epochs", flush=True)
             progress.done = True
 
 
