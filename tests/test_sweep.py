@@ -1,0 +1,221 @@
+"""Sweeps and plots: grid expansion and names, sweep-file errors, a tiny real sweep end to end
+(table, CSV, PNGs), skipping finished runs on a re-run, and the hidden-state plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from seq2seq.config import ConfigError
+from seq2seq.sweep import expand_grid, load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_sweep(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"base: {ROOT / 'configs' / 'dates.yaml'}\n{body}", encoding="utf-8")
+    return path
+
+
+# --- grid and names ------------------------------------------------------------------------
+def test_grid_is_the_product_with_labels_of_non_first_values() -> None:
+    grid = expand_grid({"data.reverse_source": {"plain": False, "reversed": True},
+                        "model.peeky": {"plain": False, "peeky": True}})
+    assert [name for name, _ in grid] == ["plain", "peeky", "reversed", "reversed+peeky"]
+    assert grid[3][1] == {"data.reverse_source": True, "model.peeky": True}
+    assert grid[0][1] == {"data.reverse_source": False, "model.peeky": False}
+
+
+def test_list_axes_are_named_key_equals_value() -> None:
+    grid = expand_grid({"model.cell": ["lstm", "gru", "rnn"], "model.peeky": [True, False]})
+    assert len(grid) == 6
+    names = [name for name, _ in grid]
+    assert names[0] == "cell=lstm+peeky=true"  # all-first: every first label
+    assert names[1] == "peeky=false"
+    assert names[2] == "cell=gru"
+    assert names[5] == "cell=rnn+peeky=false"
+    assert grid[5][1] == {"model.cell": "rnn", "model.peeky": False}
+
+
+def test_load_sweep_builds_configs_tags_and_named_variants(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path, """
+name: demo
+overrides: {model.hidden_dim: 16}
+axes:
+  model.peeky: {plain: false, peeky: true}
+variants:
+  - {name: gru, overrides: {model.cell: gru}}
+quick: {train.epochs: 1}
+""")
+    sweep = load_sweep(path, quick=True, extra=["train.lr=0.5"])
+    assert [v.name for v in sweep.variants] == ["plain", "peeky", "gru"]
+    plain, peeky, gru = (v.config for v in sweep.variants)
+    assert (plain.model.peeky, peeky.model.peeky, gru.model.cell) == (False, True, "gru")
+    assert all(c.model.hidden_dim == 16 and c.train.epochs == 1 and c.train.lr == 0.5
+               for c in (plain, peeky, gru))
+    assert peeky.tracking.group == "demo" and peeky.tracking.name == "peeky"
+    assert peeky.tracking.tags == ("peeky=true",)
+    assert load_sweep(path).variants[0].config.train.epochs == 8  # no --quick: the base value
+
+
+# --- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("body, words", [
+    ("axes: {model.celll: [lstm, gru]}\n", ["model.celll", "unknown key"]),
+    ("axes: {modle.cell: [lstm, gru]}\n", ["modle.cell", "unknown key"]),
+    ("axes: {peeky: [true, false]}\n", ["peeky", "unknown key"]),
+    ("axes: {model.cell: [lstm, lstmm]}\n", ["model.cell", "lstmm"]),
+    ("variants: [{name: a, overrides: {train.lrr: 1}}]\n", ["train.lrr"]),
+    ("axes: {model.peeky: [true]}\nsweeps: 3\n", ["sweeps", "unknown key"]),
+    ("variants: [{name: a}, {name: a}]\n", ["'a'", "twice"]),
+    ("variants: [{name: 'a b'}]\n", ["'a b'"]),
+    ("axes: {model.peeky: [true]}\nmetric: accuracy\n", ["metric", "accuracy"]),
+    ("axes: {model.peeky: [true]}\nreference: {nope: 1}\n", ["reference", "nope"]),
+    ("name: x\n", ["no variants"]),
+])
+def test_sweep_file_errors_are_one_line_and_name_the_key(tmp_path: Path, body: str, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_sweep(write_sweep(tmp_path, body))
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_missing_base_and_bad_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("axes: {model.peeky: [true]}\n")
+    with pytest.raises(ConfigError, match="base"):
+        load_sweep(path)
+    path.write_text("axes: [\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_sweep(path)
+
+
+# --- a tiny real sweep -----------------------------------------------------------------------
+TINY = """
+name: tiny
+overrides: {data.size: 300, model.hidden_dim: 16, model.embed_dim: 8, train.epochs: 2, train.max_steps: 4,
+            train.log_every: 1, train.progress: false, decode.beam_size: 1, decode.batch_size: 64,
+            tracking.wandb: disabled}
+axes:
+  model.peeky: {plain: false, peeky: true}
+metric: exact_match
+length_unit: chars
+length_edges: [12, 20]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("sweep")
+    out = tmp / "out"
+    run_sweep(load_sweep(write_sweep(tmp, TINY)), out)
+    return out
+
+
+def test_tiny_sweep_writes_table_csv_and_plots(tiny_sweep: Path) -> None:
+    rows = list(csv.DictReader((tiny_sweep / "results.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["variant"] for r in rows] == ["plain", "peeky"]
+    assert [r["peeky"] for r in rows] == ["false", "true"]
+    for row in rows:
+        assert row["status"] == "finished"
+        assert int(row["params"]) > 0
+        assert 0.0 <= float(row["test_exact_match"]) <= 100.0
+        assert float(row["test_bleu"]) >= 0.0 and row["valid_chrf"] != ""
+    assert int(rows[1]["params"]) > int(rows[0]["params"])  # peeky feeds the context to every step
+    table = (tiny_sweep / "results.md").read_text()
+    assert table.splitlines()[0].startswith("| variant | peeky | params |")
+    assert "| plain | false |" in table and "| peeky | true |" in table
+    for name in ("curves", "final", "by_length", "grad_norm"):
+        png = tiny_sweep / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000, name
+    test = json.loads((tiny_sweep / "peeky" / "test.json").read_text())
+    assert sum(b["n"] for b in test["buckets"]) == test["n"] == 15
+    assert [b["label"] for b in test["buckets"]][0] == "1-12"
+    run_config = (tiny_sweep / "peeky" / "config.yaml").read_text()
+    assert "group: tiny" in run_config and "name: peeky" in run_config
+
+
+def test_rerun_skips_finished_runs_and_resumes_unfinished(tiny_sweep: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_sweep, out)
+    before = (out / "plain" / "metrics.jsonl").read_text()
+    shutil.rmtree(out / "peeky")  # as if the sweep had been stopped before this variant
+    capsys.readouterr()
+    run_sweep(load_sweep(write_sweep(tmp_path, TINY)), out)
+    log = capsys.readouterr().out
+    assert "== plain: already finished, skipped" in log
+    assert "== peeky: training" in log
+    assert (out / "plain" / "metrics.jsonl").read_text() == before  # untouched
+    assert (out / "peeky" / "best").is_dir() and (out / "results.md").exists()
+
+
+def test_rerun_with_another_config_is_refused(tiny_sweep: Path, tmp_path: Path) -> None:
+    from seq2seq.training import TrainError
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_sweep, out)
+    changed = TINY.replace("model.hidden_dim: 16", "model.hidden_dim: 24")
+    with pytest.raises(TrainError, match="hidden_dim"):
+        run_sweep(load_sweep(write_sweep(tmp_path, changed)), out)
+
+
+def test_more_epochs_continue_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = TINY.replace(" train.max_steps: 4,", "").replace("train.epochs: 2", "train.epochs: 1").replace(
+        "{plain: false, peeky: true}", "{peeky: true}")
+    out = tmp_path / "out"
+    run_sweep(load_sweep(write_sweep(tmp_path, body)), out)
+    run_sweep(load_sweep(write_sweep(tmp_path, body.replace("train.epochs: 1", "train.epochs: 2"))), out)
+    assert "== peeky: resuming" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["epochs"] for r in rows] == ["2"]
+
+
+def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    body = TINY.replace("{plain: false, peeky: true}", "{boom: true}").replace(
+        "tracking.wandb: disabled}",
+        "tracking.wandb: disabled, train.optimizer: sgd, train.lr: 1.0e+38, train.clip_norm: 0.0,\n"
+        "            train.max_bad_steps: 2}")
+    out = tmp_path / "out"
+    run_sweep(load_sweep(write_sweep(tmp_path, body)), out)
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    assert rows[0]["status"] == "diverged" and rows[0]["test_exact_match"] == ""
+    assert "NaN" in json.loads((out / "boom" / "sweep.json").read_text())["message"]
+    assert (out / "grad_norm.png").exists()
+    capsys.readouterr()
+    run_sweep(load_sweep(write_sweep(tmp_path, body)), out)
+    assert "== boom: already diverged, skipped" in capsys.readouterr().out
+
+
+# --- hidden-state plot -------------------------------------------------------------------------
+def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
+    import torch
+
+    from seq2seq import checkpoint
+    from seq2seq.plots import encoder_states, hidden_states, main
+
+    run = tiny_sweep / "peeky"
+    out = tmp_path / "hidden.png"
+    unit = hidden_states(run, "Sep 27 1994", out, top_k=4)
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    # the unit chosen is the one whose activation varies most over the (reversed) sentence
+    loaded = checkpoint.load(run)
+    ids = loaded.src_tok.encode("Sep 27 1994")[::-1]
+    states = encoder_states(loaded.model, ids)
+    assert states.shape == (len(ids), 16)
+    assert unit == int(states.var(0).argmax())
+    # step by step equals the whole sentence in one call
+    with torch.no_grad():
+        full, _ = loaded.model.encoder(loaded.model.src_embed(torch.tensor([ids])))
+    torch.testing.assert_close(states, full[0])
+    assert main(["hidden", "--checkpoint", str(run), "--text", "May 1 2000", "--out", str(out),
+                 "--unit", "3", "--state", "cell"]) == 0
+    assert main(["hidden", "--checkpoint", str(run), "--text", "x", "--out", str(out), "--unit", "99"]) == 1
