@@ -509,9 +509,10 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
                         say(f"warning: non-finite loss or gradient at step {progress.step}; step skipped",
                             file=sys.stderr)
                         if consecutive_bad >= cfg.train.max_bad_steps:
+                            kept = (f"The last good checkpoint is {out / 'last'}" if (out / "last").exists()
+                                    else "No checkpoint was written yet")
                             raise DivergedError(f"loss was NaN/inf for {consecutive_bad} steps in a row "
-                                             f"(step {progress.step}); stopped. The last good checkpoint "
-                                             f"is {out / 'last'}")
+                                                f"(step {progress.step}); stopped. {kept}")
                         continue
                     consecutive_bad = 0
                     progress.step += 1
