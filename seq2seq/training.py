@@ -6,7 +6,7 @@ shuffled length-bucketed batches, validate (loss, perplexity, greedy BLEU/chrF),
 ``last/`` (and ``best/`` when validation BLEU improves), and stop early when it has not
 improved for ``train.patience`` epochs.
 
-Two ways to scale, both without changing that loop (docs/scale.md has the commands):
+Two ways to scale, both without changing that loop (the README's "Scaling up" section has the commands):
 
 * Several GPUs or nodes: under ``torchrun`` this process is one rank of a data-parallel
   run (:mod:`seq2seq.distributed`). Each rank trains on its share of every global batch of
