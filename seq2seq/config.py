@@ -30,6 +30,11 @@ def _check(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+# half the 500,500 distinct unordered problems: beyond that, drawing unseen ones by rejection
+# slows down sharply
+TEXTBOOK_ADDITION_MAX = 250_000
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the parallel corpus comes from and how it is tokenized and batched.
@@ -65,6 +70,10 @@ class DataConfig:
     joint_vocab: bool = False
     max_len: int = 100  # tokens per side; longer pairs are filtered out of training
     reverse_source: bool = True
+    # addition only: "uniform" operands in 0..999, unpadded ("16+75" -> "91"); "textbook": the
+    # textbook's dataset (operands of 1 to 3 random digits, each problem once up to order,
+    # shuffled, padded with spaces to 7 and 4 characters: "16+75  " -> "91  ")
+    addition_style: Literal["uniform", "textbook"] = "uniform"
     invalid_utf8: Literal["error", "skip"] = "error"
     prepared: str = ""  # a prepared store directory to stream training data from; "": in memory
 
@@ -77,6 +86,10 @@ class DataConfig:
                "valid_fraction + test_fraction must be < 1")
         _check(self.vocab_size >= 300, "data.vocab_size", f"must be >= 300, got {self.vocab_size}")
         _check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
+        if self.source == "addition" and self.addition_style == "textbook":
+            _check(self.size <= TEXTBOOK_ADDITION_MAX, "data.size",
+                   f"textbook addition has {TEXTBOOK_ADDITION_MAX:,} problems at most here "
+                   f"(each made once up to order); got {self.size}")
         if self.source in ("files", "tsv", "jsonl", "hf"):
             _check(bool(self.path), "data.path", f"is required when data.source is {self.source!r}")
 

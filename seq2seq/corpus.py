@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
-from seq2seq.config import DataConfig
+from seq2seq.config import TEXTBOOK_ADDITION_MAX, DataConfig
 
 Pair = tuple[str, str]
 
@@ -77,7 +77,8 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     names = (cfg.train_split, cfg.valid_split, cfg.test_split)
     if cfg.source in _SYNTHETIC:
         parts = _synthetic_splits(cfg)
-        report = [f"source: synthetic {cfg.source}, {cfg.size} pairs, seed {cfg.seed}"]
+        style = " (textbook style)" if _textbook(cfg) else ""
+        report = [f"source: synthetic {cfg.source}{style}, {cfg.size} pairs, seed {cfg.seed}"]
         report += [f"{name}: {len(part)} pairs made" for name, part in zip(names, parts)]
         return Corpus(train=parts[0], valid=parts[1], test=parts[2], report=report)
     read = _reader(cfg)
@@ -487,6 +488,40 @@ def make_addition(n: int, seed: int) -> list[Pair]:
     return _unique(n, seed, _addition_pair)
 
 
+ADDITION_WIDTHS = (7, 4)  # "999+999", "1998": the textbook pads both sides to these with spaces
+
+
+def make_addition_textbook(n: int, seed: int) -> list[Pair]:
+    """``n`` pairs like ``("16+75  ", "91  ")``, made as the textbook's ``addition.txt`` was.
+
+    Each operand has 1 to 3 digits (uniform), each digit uniform in 0..9, so a third of the
+    operands are below 10 (``"8+4    "`` is common, unlike in :func:`make_addition`). Each
+    problem appears once up to order (``3+5`` excludes ``5+3``): a draw seen before is
+    redrawn. Problems drawn late are mostly long ones (the short ones are used up), so the
+    pairs are shuffled before the caller splits them, as the textbook's ``load_data`` does;
+    so ``make_addition_textbook(k, s)`` is *not* a prefix of ``(n, s)``. The question is
+    padded with spaces to 7 characters and the answer to 4; the encoder reads the padding
+    (at the end, or at the start when the source is reversed) and the decoder writes it.
+    """
+    if not 0 <= n <= TEXTBOOK_ADDITION_MAX:
+        raise ValueError(f"n must be in 0..{TEXTBOOK_ADDITION_MAX}, got {n}")
+    rng = random.Random(seed)
+    seen: set[tuple[int, int]] = set()
+    pairs: list[Pair] = []
+    while len(pairs) < n:
+        a, b = _textbook_operand(rng), _textbook_operand(rng)
+        if (key := (min(a, b), max(a, b))) in seen:
+            continue
+        seen.add(key)
+        pairs.append((f"{a}+{b}".ljust(ADDITION_WIDTHS[0]), str(a + b).ljust(ADDITION_WIDTHS[1])))
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _textbook_operand(rng: random.Random) -> int:
+    return int("".join(rng.choice("0123456789") for _ in range(rng.randint(1, 3))))
+
+
 def _unique(n: int, seed: int, sample: Callable[[random.Random], Pair], tries: int = 10) -> list[Pair]:
     """``n`` samples from ``random.Random(seed)``, redrawing a repeated source up to ``tries`` times.
 
@@ -522,8 +557,14 @@ def iter_synthetic(cfg: DataConfig) -> Iterator[Pair]:
     :func:`synthetic_split_sizes` pairs."""
     if cfg.source not in _SYNTHETIC:
         raise CorpusError(f"data.source: {cfg.source!r} is not synthetic")
+    if _textbook(cfg):  # shuffled after it is made: finite, ``cfg.size`` pairs
+        return iter(make_addition_textbook(cfg.size, cfg.seed))
     sample = _date_pair if cfg.source == "dates" else _addition_pair
     return _iter_unique(cfg.seed, sample)
+
+
+def _textbook(cfg: DataConfig) -> bool:
+    return cfg.source == "addition" and cfg.addition_style == "textbook"
 
 
 def _date_pair(rng: random.Random) -> Pair:
@@ -575,5 +616,6 @@ def _synthetic_splits(cfg: DataConfig) -> tuple[list[Pair], list[Pair], list[Pai
     A split with a fraction above 0 gets at least one pair.
     """
     n_train, n_valid, _ = synthetic_split_sizes(cfg)
-    pairs = _SYNTHETIC[cfg.source](cfg.size, cfg.seed)
+    make = make_addition_textbook if _textbook(cfg) else _SYNTHETIC[cfg.source]
+    pairs = make(cfg.size, cfg.seed)
     return pairs[:n_train], pairs[n_train:n_train + n_valid], pairs[n_train + n_valid:]

@@ -18,13 +18,14 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from seq2seq import corpus  # noqa: E402
-from seq2seq.config import DataConfig  # noqa: E402
+from seq2seq.config import ConfigError, DataConfig  # noqa: E402
 from seq2seq.corpus import (  # noqa: E402
     CorpusError,
     drop_empty,
     load_corpus,
     load_split,
     make_addition,
+    make_addition_textbook,
     make_dates,
     read_jsonl,
     read_parallel_files,
@@ -360,6 +361,41 @@ def test_addition() -> None:
         operands += [int(m[1]), int(m[2])]
     assert min(operands) < 10 and max(operands) > 990
     assert sum(len(str(x)) == 3 for x in operands) > 0.8 * len(operands)  # uniform: mostly 3 digits
+
+
+def test_addition_textbook_style() -> None:
+    pairs = make_addition_textbook(5000, seed=3)
+    assert pairs == make_addition_textbook(5000, seed=3) != make_addition_textbook(5000, seed=4)
+    problems, operands = set(), []
+    for src, tgt in pairs:
+        assert len(src) == 7 and len(tgt) == 4, (src, tgt)  # padded with spaces as in addition.txt
+        m = re.fullmatch(r"(\d{1,3})\+(\d{1,3}) *", src)
+        assert m, src
+        a, b = int(m[1]), int(m[2])
+        assert str(a) == m[1] and str(b) == m[2]  # no leading zeros
+        assert tgt == str(a + b).ljust(4)
+        problems.add((min(a, b), max(a, b)))
+        operands += [a, b]
+    assert len(problems) == len(pairs)  # each problem once, "3+5" excluding "5+3"
+    # operands of 1 to 3 random digits: about a third are below 10 (1% if uniform in 0..999)
+    assert 0.2 < sum(x < 10 for x in operands) / len(operands) < 0.4
+    assert {(a, b) for a, b in problems if b < 10} == {(a, b) for a in range(10) for b in range(a, 10)}
+    # shuffled after drawing: the short problems are not all at the front
+    first, last = pairs[:2500], pairs[2500:]
+    assert abs(sum(s.count(" ") for s, _ in first) - sum(s.count(" ") for s, _ in last)) < 0.1 * sum(
+        s.count(" ") for s, _ in pairs)
+
+
+def test_addition_textbook_splits_and_size_limit() -> None:
+    cfg = DataConfig(source="addition", addition_style="textbook", size=2000, seed=5)
+    c = load_corpus(cfg)
+    assert "textbook" in c.report[0]
+    assert c.train + c.valid + c.test == make_addition_textbook(2000, 5)
+    assert list(corpus.iter_synthetic(cfg)) == c.train + c.valid + c.test  # what prepare streams
+    assert load_split(cfg, "test") == c.test
+    with pytest.raises(ConfigError, match=r"data\.size.*250,000"):
+        DataConfig(source="addition", addition_style="textbook", size=300_000)
+    DataConfig(source="addition", size=300_000)  # the uniform style has no such limit
 
 
 @pytest.mark.parametrize("make", [make_dates, make_addition])
