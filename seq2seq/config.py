@@ -115,6 +115,10 @@ class ModelConfig:
     bidirectional: bool = False  # encoder; its two final states are projected to hidden_dim
     tie_embeddings: bool = False  # target embedding = output projection (needs a projection)
     attention: Literal["none", "luong"] = "none"
+    # the decoder's initial LSTM state: "state", the encoder's final hidden and cell states;
+    # "hidden", the final hidden state with a zero cell state, as the textbook's decoder does.
+    # GRU and tanh RNN have no cell state: both are the same for them.
+    decoder_init: Literal["state", "hidden"] = "state"
 
     def __post_init__(self) -> None:
         _check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")

@@ -7,8 +7,9 @@ Encoder: embedding -> RNN over the (optionally reversed, done by batching) sourc
 packed so padding never enters the recurrence. The **context vector** ``c`` is the top
 layer's final hidden state, ``(B, H)``.
 
-Peeky decoder (``peeky: true``): starts from the encoder's final state; at every step its
-input is ``[embed(y_{t-1}); c]`` and the output layer sees ``[h_t; c]``::
+Peeky decoder (``peeky: true``): starts from the encoder's final state (an LSTM's hidden
+and cell states; with ``decoder_init: hidden`` the hidden state and a zero cell state). At
+every step its input is ``[embed(y_{t-1}); c]`` and the output layer sees ``[h_t; c]``::
 
     h_t = RNN([E y_{t-1}; c], h_{t-1})          logits_t = W_out [h_t; c] + b
 
@@ -99,6 +100,8 @@ class Seq2Seq(nn.Module):
         if self.bridge is not None:
             h = self._join_directions(h)
             c = None if c is None else self._join_directions(c)
+        if c is not None and self.cfg.decoder_init == "hidden":
+            c = torch.zeros_like(c)  # the decoder's memory cells start empty; h carries the source
         memory = mask = None
         if self.cfg.attention != "none":
             memory, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=S)  # (B, S, dirs*H)

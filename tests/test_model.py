@@ -31,7 +31,7 @@ VARIANTS = [dict(cell=c, peeky=p, num_layers=n) for c, p, n in
             itertools.product(["lstm", "gru", "rnn"], [True, False], [1, 2])]
 VARIANTS += [dict(bidirectional=True, num_layers=2), dict(attention="luong"),
              dict(attention="luong", bidirectional=True, cell="gru"), dict(tie_embeddings=True),
-             dict(tie_embeddings=True, peeky=False, attention="luong")]
+             dict(tie_embeddings=True, peeky=False, attention="luong"), dict(decoder_init="hidden", num_layers=2)]
 
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
@@ -78,6 +78,21 @@ def test_peeky_wiring() -> None:
         state.context = state.context + 1.0
         logits2, _ = model.decode_step(torch.tensor([5]), state)
         assert (not torch.allclose(logits, logits2)) == depends
+
+
+def test_decoder_init_hidden_starts_from_h_and_a_zero_cell() -> None:
+    src, src_len = random_batch([5, 3])
+    both, h_only = make(num_layers=2), make(num_layers=2, decoder_init="hidden")  # same weights (seed 0)
+    s_both, s_h = both.encode(src, src_len), h_only.encode(src, src_len)
+    torch.testing.assert_close(s_h.hidden, s_both.hidden)
+    torch.testing.assert_close(s_h.context, s_both.context)
+    assert s_both.cell is not None and s_h.cell is not None
+    assert s_both.cell.abs().sum() > 0 and s_h.cell.shape == s_both.cell.shape and not s_h.cell.any()
+    tgt_in = torch.randint(4, V_TGT, (2, 4))
+    assert not torch.allclose(h_only(src, src_len, tgt_in), both(src, src_len, tgt_in))
+    # A GRU has no cell state: the option changes nothing.
+    gru, gru_h = make(cell="gru"), make(cell="gru", decoder_init="hidden")
+    torch.testing.assert_close(gru_h(src, src_len, tgt_in), gru(src, src_len, tgt_in))
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(cell="gru", num_layers=2), dict(bidirectional=True),
