@@ -1,6 +1,6 @@
 """Sweeps: train variants of one config, then compare them in a table and plots.
 
-``python -m seq2seq.sweep configs/sweeps/addition.yaml [--out DIR] [--quick] [section.key=value ...]``
+``python -m seq2seq.sweep configs/sweeps/addition.yaml [--out DIR] [--quick] [--jobs N] [section.key=value ...]``
 
 A sweep file (YAML)::
 
@@ -31,10 +31,14 @@ Then ``results.md``, ``results.csv`` and the PNG plots are (re)written in ``<out
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import itertools
 import json
+import multiprocessing
+import os
 import re
 import shutil
 import sys
@@ -58,6 +62,7 @@ SWEEP_KEYS = ("name", "base", "overrides", "axes", "variants", "quick", "metric"
 METRICS = ("exact_match", "bleu", "chrf")
 STATUS_FILE = "sweep.json"  # a variant's outcome: finished, or diverged with the error
 TEST_FILE = "test.json"  # test-split scores of best/, cached
+LOG_FILE = "sweep.log"  # a variant's output when variants run in parallel (--jobs)
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,40 @@ def run_variant(variant: Variant, run_dir: Path) -> str:
     return str(outcome["status"])
 
 
+def _run_logged(variant: Variant, run_dir: Path, threads: int) -> str:
+    """:func:`run_variant` in a worker process, its output appended to ``run_dir/sweep.log``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log, \
+            contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        return run_variant(variant, run_dir)
+
+
+def _run_parallel(variants: Sequence[Variant], out: Path, jobs: int) -> dict[str, str]:
+    """Train ``jobs`` variants at a time, each in its own process with an equal share of the
+    CPU threads (``os.cpu_count() // jobs``, at least 1); -> status by variant name. A worker's
+    error stops the sweep with that variant's name once the running ones are done."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    statuses: dict[str, str] = {}
+    ctx = multiprocessing.get_context("spawn")  # no forked torch or W&B state
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_logged, v, out / v.name, threads): v for v in variants}
+        for v in variants:
+            print(f"== {v.name}: queued, log in {out / v.name / LOG_FILE}", flush=True)
+        for fut in concurrent.futures.as_completed(futures):
+            v = futures[fut]
+            try:
+                statuses[v.name] = fut.result()
+            except Exception as e:
+                for f in futures:
+                    f.cancel()
+                raise TrainError(f"variant {v.name}: {e} (see {out / v.name / LOG_FILE})") from e
+            print(f"== {v.name}: {statuses[v.name]}", flush=True)
+    return {v.name: statuses[v.name] for v in variants}
+
+
 def read_status(run_dir: Path) -> dict[str, Any]:
     try:
         return dict(json.loads((run_dir / STATUS_FILE).read_text()))
@@ -264,7 +303,7 @@ def evaluate_test(run_dir: Path, sweep: Sweep) -> dict[str, Any]:
     hyps = translator.translate_best([s for s, _ in pairs], beam_size=1)
     refs = [t for _, t in pairs]
     s = score(hyps, refs)
-    lengths = [len(src) if sweep.length_unit == "chars" else len(src.split()) for src, _ in pairs]
+    lengths = [len(src.strip()) if sweep.length_unit == "chars" else len(src.split()) for src, _ in pairs]
     buckets = []
     for b, idx in zip(bleu_by_length(lengths, hyps, refs, sweep.length_edges), _groups(lengths, sweep.length_edges)):
         exact = 100.0 * sum(hyps[i] == refs[i] for i in idx) / len(idx)
@@ -362,10 +401,14 @@ def make_plots(sweep: Sweep, out: Path, statuses: dict[str, str]) -> list[Path]:
     return paths
 
 
-def run_sweep(sweep: Sweep, out: Path) -> list[dict[str, Any]]:
-    """Train every variant (skipping finished ones), then write the table and the plots."""
+def run_sweep(sweep: Sweep, out: Path, jobs: int = 1) -> list[dict[str, Any]]:
+    """Train every variant (skipping finished ones), ``jobs`` at a time, then write the table
+    and the plots."""
     out.mkdir(parents=True, exist_ok=True)
-    statuses = {v.name: run_variant(v, out / v.name) for v in sweep.variants}
+    if jobs <= 1:
+        statuses = {v.name: run_variant(v, out / v.name) for v in sweep.variants}
+    else:
+        statuses = _run_parallel(sweep.variants, out, jobs)
     rows = [summarize(v, out / v.name, statuses[v.name], sweep) for v in sweep.variants]
     write_table(rows, out)
     make_plots(sweep, out, statuses)
@@ -381,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweeps/<name>)")
     p.add_argument("--quick", action="store_true", help="apply the sweep's quick: overrides (fewer epochs)")
     p.add_argument("--clean", action="store_true", help="delete --out first instead of resuming it")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="variants trained at once, each in its own process with cpu_count/jobs threads "
+                        "(output in <out>/<variant>/sweep.log); default 1")
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every variant")
     args = p.parse_intermixed_args(argv)
 
@@ -389,7 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("runs") / "sweeps" / (sweep.name + ("-quick" if args.quick else ""))
         if args.clean and out.exists():
             shutil.rmtree(out)
-        run_sweep(sweep, out)
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
+        run_sweep(sweep, out, jobs=args.jobs)
         return 0
 
     from .cli import _run

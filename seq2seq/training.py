@@ -47,6 +47,7 @@ from .tracking import Tracker, truncate_metrics
 from .translation import Translator
 
 RUN_CONFIG = "config.yaml"
+_METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}  # for messages
 
 
 class TrainError(RuntimeError):
@@ -252,7 +253,8 @@ class Progress:
     epoch: int = 0  # the epoch in progress (0-based)
     batch_in_epoch: int = 0  # batches of that epoch already done
     step: int = 0  # optimizer steps taken, over the whole run
-    best_bleu: float = -1.0
+    best_bleu: float = -1.0  # the best validation score of train.best_metric (BLEU by default; the
+    # name is kept so that older checkpoints resume)
     bad_epochs: int = 0  # epochs without a better validation BLEU (early stopping)
     plateau_epochs: int = 0  # the same, for the learning-rate schedule
     lr_scale: float = 1.0  # reduce-on-plateau factor
@@ -471,7 +473,8 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
                             best_bleu=progress.best_bleu, skipped_steps=progress.skipped_steps,
                             elapsed=progress.elapsed, wandb_id=progress.wandb_id)
     if progress.done or progress.epoch >= cfg.train.epochs:
-        say(f"{out}: training already finished (best valid BLEU {progress.best_bleu:.2f})")
+        say(f"{out}: training already finished (best valid {_METRIC_NAMES[cfg.train.best_metric]} "
+            f"{progress.best_bleu:.2f})")
         return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
     world.main_only(lambda: truncate_metrics(out, progress.step))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if world.device.type == "cuda" and cfg.train.bf16
@@ -547,8 +550,9 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
         raise SystemExit(128 + signum)
     summary = {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch,
                "skipped_steps": progress.skipped_steps, "seconds": round(progress.elapsed, 1)}
-    say(f"done: best valid BLEU {progress.best_bleu:.2f} after {progress.epoch} epochs, "
-        f"{progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}", flush=True)
+    say(f"done: best valid {_METRIC_NAMES[cfg.train.best_metric]} {progress.best_bleu:.2f} after "
+        f"{progress.epoch} epochs, {progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}",
+        flush=True)
     return summary
 
 

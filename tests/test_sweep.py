@@ -195,6 +195,31 @@ def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path,
     assert "== boom: already diverged, skipped" in capsys.readouterr().out
 
 
+def test_parallel_jobs_match_one_at_a_time(tiny_sweep: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    run_sweep(load_sweep(write_sweep(tmp_path, TINY)), out, jobs=2)
+    log = capsys.readouterr().out
+    assert "== plain: queued" in log and "== peeky: finished" in log
+    for name in ("plain", "peeky"):
+        assert "done: best valid BLEU" in (out / name / "sweep.log").read_text()  # its output went there
+        one = [json.loads(x) for x in (tiny_sweep / name / "metrics.jsonl").read_text().splitlines()]
+        par = [json.loads(x) for x in (out / name / "metrics.jsonl").read_text().splitlines()]
+        losses = [[r["train/loss"] for r in rows if "train/loss" in r] for rows in (one, par)]
+        assert losses[0] and losses[1] == pytest.approx(losses[0], rel=1e-4)  # same runs, other processes
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["variant"] for r in rows] == ["plain", "peeky"] and {r["status"] for r in rows} == {"finished"}
+
+
+def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
+    from seq2seq.training import TrainError
+
+    body = TINY.replace("{plain: false, peeky: true}", "{ok: false, bad: true}") + (
+        "variants:\n  - {name: nofile, overrides: {data.source: files, data.path: /nonexistent/corpus}}\n")
+    with pytest.raises(TrainError, match=r"variant nofile: .*/nonexistent/corpus.*sweep\.log"):
+        run_sweep(load_sweep(write_sweep(tmp_path, body)), tmp_path / "out", jobs=2)
+
+
 # --- hidden-state plot -------------------------------------------------------------------------
 def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     import torch
