@@ -93,7 +93,7 @@ def final_scores(valid: Mapping[str, float], test: Mapping[str, float], out: Pat
 def by_length(buckets: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, metric: str, unit: str,
               title: str) -> None:
     """Test ``metric`` per source-length bucket, one line a variant (buckets: label, n, scores)."""
-    fig = Figure(figsize=(8, 4.2))
+    fig = Figure(figsize=(9.5, 4.2))
     ax = fig.subplots()
     labels: list[str] = []
     counts: dict[str, int] = {}
@@ -109,7 +109,7 @@ def by_length(buckets: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, met
     ax.set_xticks(range(len(labels)), [f"{text}\n(n={counts[label]})" for text, label in zip(shown, labels)])
     ax.set(xlabel=f"source length ({unit})", ylabel=NAMES[metric])
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines cross the middle
     _save(fig, out, f"{title}: test {NAMES[metric]} by source length")
 
 
