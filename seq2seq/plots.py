@@ -12,6 +12,7 @@ runs the encoder over a sentence one token at a time and plots one unit's activa
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -88,6 +89,33 @@ def final_scores(valid: Mapping[str, float], test: Mapping[str, float], out: Pat
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     _save(fig, out, f"{title}: final {NAMES[metric]}")
+
+
+def seed_spread(values: Mapping[str, Sequence[float]], out: Path, metric: str, title: str,
+                reference: Mapping[str, float] | None = None, which: str = "test") -> None:
+    """A score over seeds per variant: a bar at the median, a dot per seed, a diamond at the
+    reference value."""
+    names = list(values)
+    fig = Figure(figsize=(max(6.0, 1.3 * len(names) + 2), 4.2))
+    ax = fig.subplots()
+    n = max((len(v) for v in values.values()), default=0)
+    medians = [statistics.median(values[k]) if values[k] else 0.0 for k in names]
+    bars = ax.bar(range(len(names)), medians, 0.6, color=_color(0), alpha=0.55, label=f"median of {n} seeds")
+    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    for i, k in enumerate(names):
+        ax.plot([i] * len(values[k]), values[k], "o", color="black", ms=4, ls="none",
+                label="one seed" if i == 0 else None)
+    refs = [(i, reference[k]) for i, k in enumerate(names) if reference and k in reference]
+    if refs:
+        ax.plot([i for i, _ in refs], [r for _, r in refs], "D", color=_color(3), ms=7, ls="none",
+                label="reference")
+    ax.set_xticks(range(len(names)), names, rotation=15 if len(names) > 4 else 0)
+    ax.set(ylabel=f"{which} {NAMES[metric]}", xlabel="variant")
+    top = max([*(x for v in values.values() for x in v), *(r for _, r in refs), 1.0])
+    ax.set_ylim(0, top * 1.15)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, out, f"{title}: {which} {NAMES[metric]} over seeds")
 
 
 def by_length(buckets: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, metric: str, unit: str,

@@ -1,6 +1,7 @@
 """Sweeps: train variants of one config, then compare them in a table and plots.
 
-``python -m seq2seq.sweep configs/sweeps/addition.yaml [--out DIR] [--quick] [--jobs N] [section.key=value ...]``
+``python -m seq2seq.sweep configs/sweeps/addition.yaml [--out DIR] [--quick] [--jobs N] [--seeds S ...]
+[section.key=value ...]``
 
 A sweep file (YAML)::
 
@@ -26,6 +27,9 @@ resumes unfinished ones (also to a larger ``train.epochs``: point the full sweep
 at a copy of the ``--quick`` one to go on from there), and refuses a run directory that
 holds a different config.
 Then ``results.md``, ``results.csv`` and the PNG plots are (re)written in ``<out>``.
+With ``--seeds 1 2 3`` the whole sweep runs once per ``train.seed`` into ``<out>/seed-<s>/``
+and ``<out>/results.md`` gives each variant's median, min and max over the seeds (single runs
+of small models on these tasks can differ by tens of points).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -417,6 +422,71 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1) -> list[dict[str, Any]]:
     return rows
 
 
+def run_seeds(path: Path, seeds: Sequence[int], out: Path, *, quick: bool = False, extra: Sequence[str] = (),
+              jobs: int = 1) -> list[dict[str, Any]]:
+    """The sweep once per seed (``train.seed``) in ``<out>/seed-<s>/``, each a complete sweep
+    output; then ``<out>/results.md``/``.csv`` with the median, minimum and maximum over seeds of
+    each variant's validation and test score, and ``<out>/seeds.png``."""
+    rows_by_seed: dict[int, list[dict[str, Any]]] = {}
+    sweep: Sweep | None = None
+    for seed in seeds:
+        print(f"=== seed {seed}", flush=True)
+        sweep = load_sweep(path, quick=quick, extra=[*extra, f"train.seed={seed}"])
+        rows_by_seed[seed] = run_sweep(sweep, out / f"seed-{seed}", jobs=jobs)
+    assert sweep is not None
+    rows = seed_rows(rows_by_seed, sweep)
+    write_table(rows, out)
+    try:
+        from . import plots
+    except ImportError:
+        pass  # run_sweep has warned
+    else:
+        col = f"test_{sweep.metric}" if sweep.metric != "chrf" else f"valid_{sweep.metric}"
+        values = {v.name: [r[col] for r in _rows_of(rows_by_seed, v.name) if isinstance(r[col], float)]
+                  for v in sweep.variants}
+        plots.seed_spread(values, out / "seeds.png", sweep.metric, f"sweep {sweep.name}", sweep.reference,
+                          "test" if col.startswith("test") else "best validation")
+    print((out / "results.md").read_text(encoding="utf-8"), flush=True)
+    print(f"wrote {out / 'results.md'}, results.csv and seeds.png (median over seeds {list(seeds)})", flush=True)
+    return rows
+
+
+def _rows_of(rows_by_seed: Mapping[int, list[dict[str, Any]]], name: str) -> list[dict[str, Any]]:
+    return [r for rows in rows_by_seed.values() for r in rows if r["variant"] == name]
+
+
+def seed_rows(rows_by_seed: Mapping[int, list[dict[str, Any]]], sweep: Sweep) -> list[dict[str, Any]]:
+    """One row per variant: its axis values and parameters, then for the validation and test
+    score of ``sweep.metric`` the median, min and max over seeds (runs without a score, e.g.
+    diverged, are left out and counted in ``status``), the test scores seed by seed, the
+    reference, and the median training seconds."""
+    metric = sweep.metric
+    out_rows = []
+    for v in sweep.variants:
+        runs = _rows_of(rows_by_seed, v.name)
+        first = runs[0]
+        row: dict[str, Any] = {k: first[k] for k in first
+                               if k not in ("status", "epochs", "seconds") and not k.startswith(("valid_", "test_",
+                                                                                                 "reference_"))}
+        for col in (f"valid_{metric}", f"test_{metric}"):
+            vals = [r[col] for r in runs if isinstance(r.get(col), float)]
+            if col in first:
+                row.update({f"{col}_median": statistics.median(vals) if vals else "",
+                            f"{col}_min": min(vals, default=""), f"{col}_max": max(vals, default="")})
+        if f"test_{metric}" in first:
+            row[f"test_{metric}_by_seed"] = " / ".join(
+                f"{r[f'test_{metric}']:.1f}" if isinstance(r[f"test_{metric}"], float) else "-" for r in runs)
+        if sweep.reference:
+            row[f"reference_{metric}"] = sweep.reference.get(v.name, "")
+        row["seconds_median"] = round(statistics.median(r["seconds"] for r in runs))
+        counts: dict[str, int] = {}
+        for r in runs:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        row["status"] = ", ".join(f"{n} {st}" for st, n in counts.items())
+        out_rows.append(row)
+    return out_rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq.sweep",
                                 description="Train the variants of a sweep file and compare them.")
@@ -424,6 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweeps/<name>)")
     p.add_argument("--quick", action="store_true", help="apply the sweep's quick: overrides (fewer epochs)")
     p.add_argument("--clean", action="store_true", help="delete --out first instead of resuming it")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run the sweep once per train.seed into <out>/seed-<SEED>/ and write the median, min "
+                        "and max over seeds to <out>/results.md")
     p.add_argument("--jobs", type=int, default=1,
                    help="variants trained at once, each in its own process with cpu_count/jobs threads "
                         "(output in <out>/<variant>/sweep.log); default 1")
@@ -437,7 +510,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(out)
         if args.jobs < 1:
             raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
-        run_sweep(sweep, out, jobs=args.jobs)
+        if args.seeds:
+            if len(set(args.seeds)) != len(args.seeds):
+                raise ConfigError(f"--seeds: a seed is repeated: {args.seeds}")
+            run_seeds(args.sweep, args.seeds, out, quick=args.quick, extra=args.overrides, jobs=args.jobs)
+        else:
+            run_sweep(sweep, out, jobs=args.jobs)
         return 0
 
     from .cli import _run

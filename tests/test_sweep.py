@@ -220,6 +220,41 @@ def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
         run_sweep(load_sweep(write_sweep(tmp_path, body)), tmp_path / "out", jobs=2)
 
 
+def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None:
+    from seq2seq.sweep import run_seeds
+
+    body = TINY.replace(" train.max_steps: 4,", " train.max_steps: 6,")
+    out = tmp_path / "out"
+    rows = run_seeds(write_sweep(tmp_path, body), [1, 2, 3], out)
+    per_seed = {s: list(csv.DictReader((out / f"seed-{s}" / "results.csv").read_text().splitlines()))
+                for s in (1, 2, 3)}
+    for s in (1, 2, 3):
+        assert f"seed: {s}" in (out / f"seed-{s}" / "peeky" / "config.yaml").read_text()
+    losses = [(out / f"seed-{s}" / "peeky" / "metrics.jsonl").read_text() for s in (1, 2)]
+    assert losses[0] != losses[1]  # other seeds, other runs
+    assert [r["variant"] for r in rows] == ["plain", "peeky"]
+    for i, row in enumerate(rows):
+        tests = sorted(float(per_seed[s][i]["test_exact_match"]) for s in (1, 2, 3))
+        assert row["test_exact_match_median"] == pytest.approx(tests[1])
+        assert (row["test_exact_match_min"], row["test_exact_match_max"]) == pytest.approx((tests[0], tests[2]))
+        assert row["test_exact_match_by_seed"].count(" / ") == 2 and row["status"] == "3 finished"
+    table = (out / "results.md").read_text()
+    assert "test_exact_match_median" in table and "| peeky | true |" in table
+    png = out / "seeds.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+
+
+def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.sweep import main
+
+    path = write_sweep(tmp_path, TINY)
+    for args, words in ((["--seeds", "1", "1"], "--seeds: a seed is repeated"), (["--jobs", "0"], "--jobs: must be")):
+        assert main([str(path), "--out", str(tmp_path / "out"), *args]) == 1
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 # --- hidden-state plot -------------------------------------------------------------------------
 def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     import torch
