@@ -101,7 +101,7 @@ def seed_spread(values: Mapping[str, Sequence[float]], out: Path, metric: str, t
     n = max((len(v) for v in values.values()), default=0)
     medians = [statistics.median(values[k]) if values[k] else 0.0 for k in names]
     bars = ax.bar(range(len(names)), medians, 0.6, color=_color(0), alpha=0.55, label=f"median of {n} seeds")
-    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center")  # inside: the dots sit at the top
     for i, k in enumerate(names):
         ax.plot([i] * len(values[k]), values[k], "o", color="black", ms=4, ls="none",
                 label="one seed" if i == 0 else None)
