@@ -34,6 +34,7 @@ def score(hyps: Sequence[str], refs: Sequence[str]) -> Scores:
                   n=len(refs))
 
 
+METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}  # for messages and plots
 DEFAULT_BUCKETS = (10, 20, 30, 40)
 
 

@@ -22,10 +22,11 @@ import torch
 from matplotlib import colormaps, ticker
 from matplotlib.figure import Figure
 
+from .evaluation import METRIC_NAMES
 from .model import Seq2Seq
 
 Records = Sequence[Mapping[str, Any]]
-NAMES = {"exact_match": "exact match (%)", "bleu": "BLEU", "chrf": "chrF"}
+NAMES = {**METRIC_NAMES, "exact_match": METRIC_NAMES["exact_match"] + " (%)"}  # axis labels
 DPI = 100
 
 

@@ -35,6 +35,7 @@ of small models on these tasks can differ by tens of points).
 from __future__ import annotations
 
 import argparse
+import collections
 import concurrent.futures
 import contextlib
 import csv
@@ -479,10 +480,7 @@ def seed_rows(rows_by_seed: Mapping[int, list[dict[str, Any]]], sweep: Sweep) ->
         if sweep.reference:
             row[f"reference_{metric}"] = sweep.reference.get(v.name, "")
         row["seconds_median"] = round(statistics.median(r["seconds"] for r in runs))
-        counts: dict[str, int] = {}
-        for r in runs:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        row["status"] = ", ".join(f"{n} {st}" for st, n in counts.items())
+        row["status"] = ", ".join(f"{n} {st}" for st, n in collections.Counter(r["status"] for r in runs).items())
         out_rows.append(row)
     return out_rows
 
@@ -506,13 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         sweep = load_sweep(args.sweep, quick=args.quick, extra=args.overrides)
         out = args.out or Path("runs") / "sweeps" / (sweep.name + ("-quick" if args.quick else ""))
-        if args.clean and out.exists():
-            shutil.rmtree(out)
         if args.jobs < 1:
             raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
+        if args.seeds and len(set(args.seeds)) != len(args.seeds):
+            raise ConfigError(f"--seeds: a seed is repeated: {args.seeds}")
+        if args.clean and out.exists():  # only once the arguments are known to be good
+            shutil.rmtree(out)
         if args.seeds:
-            if len(set(args.seeds)) != len(args.seeds):
-                raise ConfigError(f"--seeds: a seed is repeated: {args.seeds}")
             run_seeds(args.sweep, args.seeds, out, quick=args.quick, extra=args.overrides, jobs=args.jobs)
         else:
             run_sweep(sweep, out, jobs=args.jobs)

@@ -39,7 +39,7 @@ from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_bat
 from .config import Config, load_config
 from .corpus import Pair, load_corpus
 from .distributed import World
-from .evaluation import score
+from .evaluation import METRIC_NAMES, score
 from .model import Seq2Seq, build_model, count_parameters
 from .store import Store
 from .tokenization import PAD, Tokenizer, train_tokenizers
@@ -47,7 +47,6 @@ from .tracking import Tracker, truncate_metrics
 from .translation import Translator
 
 RUN_CONFIG = "config.yaml"
-_METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match"}  # for messages
 
 
 class TrainError(RuntimeError):
@@ -473,7 +472,7 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
                             best_bleu=progress.best_bleu, skipped_steps=progress.skipped_steps,
                             elapsed=progress.elapsed, wandb_id=progress.wandb_id)
     if progress.done or progress.epoch >= cfg.train.epochs:
-        say(f"{out}: training already finished (best valid {_METRIC_NAMES[cfg.train.best_metric]} "
+        say(f"{out}: training already finished (best valid {METRIC_NAMES[cfg.train.best_metric]} "
             f"{progress.best_bleu:.2f})")
         return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
     world.main_only(lambda: truncate_metrics(out, progress.step))
@@ -550,7 +549,7 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
         raise SystemExit(128 + signum)
     summary = {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch,
                "skipped_steps": progress.skipped_steps, "seconds": round(progress.elapsed, 1)}
-    say(f"done: best valid {_METRIC_NAMES[cfg.train.best_metric]} {progress.best_bleu:.2f} after "
+    say(f"done: best valid {METRIC_NAMES[cfg.train.best_metric]} {progress.best_bleu:.2f} after "
         f"{progress.epoch} epochs, {progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}",
         flush=True)
     return summary

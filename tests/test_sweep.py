@@ -248,11 +248,14 @@ def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.C
     from seq2seq.sweep import main
 
     path = write_sweep(tmp_path, TINY)
+    kept = tmp_path / "out" / "plain" / "keep.txt"  # an earlier sweep's output: --clean must not delete it
+    kept.parent.mkdir(parents=True)
+    kept.write_text("x")
     for args, words in ((["--seeds", "1", "1"], "--seeds: a seed is repeated"), (["--jobs", "0"], "--jobs: must be")):
-        assert main([str(path), "--out", str(tmp_path / "out"), *args]) == 1
+        assert main([str(path), "--out", str(tmp_path / "out"), "--clean", *args]) == 1
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    assert kept.read_text() == "x"
 
 
 # --- hidden-state plot -------------------------------------------------------------------------
