@@ -54,7 +54,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,11 @@ import torch
 
 from .batching import Batch, make_batches
 from .config import Config, load_config
+from .device import autocast as device_autocast
+from .device import cpu_bf16_flags, select_device
+from .device import describe as describe_precision
 from .model import Seq2Seq, build_model
-from .training import Data, TrainError, prepare_data, select_device, train, train_step
+from .training import Data, TrainError, prepare_data, train, train_step
 from .translation import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +114,9 @@ def new_figures(metric: str, threshold: float) -> dict[str, Figure]:
                                      "train_tokens_per_s_tutorial"),
         "train_tokens_per_s_tutorial": Figure("tokens/s", "higher",
                                               "training, tutorial step loop (teacher forcing 0.5)"),
+        "train_tokens_per_s_bf16": Figure("tokens/s", "higher", "training, teacher forcing 1.0, bf16 autocast",
+                                          "train_tokens_per_s_fp32"),
+        "train_tokens_per_s_fp32": Figure("tokens/s", "higher", "training, teacher forcing 1.0, fp32"),
         "time_to_threshold": Figure("s", "lower", f"time to {what}, teacher forcing 1.0",
                                     "time_to_threshold_tutorial"),
         "time_to_threshold_tutorial": Figure("s", "lower", f"time to {what}, teacher forcing 0.5"),
@@ -178,10 +183,8 @@ def device_info(device: torch.device) -> dict[str, Any]:
 
 
 def autocast_for(cfg: Config, device: torch.device) -> Any:
-    """bf16 autocast on CUDA when ``train.bf16``, as ``training.train`` does."""
-    if device.type == "cuda" and cfg.train.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """bf16 autocast per ``train.bf16``, as ``training.train`` does."""
+    return device_autocast(cfg.train.bf16, device)
 
 
 # --- training throughput ------------------------------------------------------------------
@@ -366,6 +369,8 @@ def run(cfg: Config, s: Settings, device: torch.device) -> tuple[dict[str, Figur
     details["data"] = data.report + [f"prepared in {time.perf_counter() - t:.1f} s"]
     if "train" not in s.skip:
         measure_training(cfg, s, data, device, figures, details)
+    if "precision" not in s.skip:
+        measure_precision(cfg, s, data, device, figures, details)
     with tempfile.TemporaryDirectory(prefix="seq2seq-bench-") as tmp:
         trained = None if "threshold" in s.skip else measure_threshold(cfg, s, Path(tmp), figures, details)
         if "decode" not in s.skip:
@@ -388,6 +393,21 @@ def measure_training(cfg: Config, s: Settings, data: Data, device: torch.device,
             figures["train_tokens_per_s" + name].samples.append(tok_s)
             figures["peak_memory_train" + name].samples.append(mib)
             log(f"train tf={tf} repeat {r + 1}/{s.repeats}: {tok_s:,.0f} tokens/s, peak {mib:,.0f} MiB")
+
+
+def measure_precision(cfg: Config, s: Settings, data: Data, device: torch.device, figures: dict[str, Figure],
+                      details: dict[str, Any]) -> None:
+    """The training step in bf16 autocast against fp32, alternating in each repeat (the same
+    batches and seeded model), whatever ``train.bf16`` says."""
+    batches = bench_batches(cfg, data, s.warmup + s.steps)
+    details["precision"] = {"config_bf16": cfg.train.bf16, "resolved": describe_precision(cfg.train.bf16, device),
+                            "cpu_bf16_flags": list(cpu_bf16_flags()) if device.type == "cpu" else None}
+    for r in range(s.repeats):
+        for name, bf16 in (("_bf16", True), ("_fp32", False)):
+            run_cfg = replace(cfg, train=replace(cfg.train, bf16=bf16))
+            tok_s, _ = time_train_steps(run_cfg, data, batches, s.warmup, 1.0, device)
+            figures["train_tokens_per_s" + name].samples.append(tok_s)
+            log(f"train{name} repeat {r + 1}/{s.repeats}: {tok_s:,.0f} tokens/s")
 
 
 def measure_threshold(cfg: Config, s: Settings, tmp: Path, figures: dict[str, Figure],
@@ -497,7 +517,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help=f"decode the first N valid sentences (default: all; --quick {QUICK_DECODE_SENTENCES})")
     p.add_argument("--threads", type=int, default=None,
                    help=f"torch.set_num_threads (default: torch's own; --quick {QUICK_THREADS})")
-    p.add_argument("--skip", action="append", choices=("train", "threshold", "decode"), default=[],
+    p.add_argument("--skip", action="append", choices=("train", "precision", "threshold", "decode"), default=[],
                    help="leave a phase out (repeatable)")
     p.add_argument("--profile", action="store_true",
                    help="only profile --steps training steps (teacher forcing 1.0) with torch.profiler")

@@ -21,10 +21,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .corpus import CorpusError
+    from .device import DeviceError
     from .tokenization import TokenizerError
     from .training import TrainError
 
-    return (ConfigError, CorpusError, TokenizerError, CheckpointError, TrainError, OSError, ValueError)
+    return (ConfigError, CorpusError, TokenizerError, CheckpointError, TrainError, DeviceError, OSError, ValueError)
 
 
 def _run(main: Callable[[], int]) -> int:
@@ -45,15 +46,9 @@ def _run(main: Callable[[], int]) -> int:
 
 
 def _device(name: str) -> Any:
-    import torch
+    from .device import select_device
 
-    from .training import TrainError
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("--device cuda was asked for but CUDA is not available on this machine")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    return select_device(name, "--device")
 
 
 # --- train ---------------------------------------------------------------------------

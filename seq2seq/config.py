@@ -150,7 +150,7 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps; 0: no limit
     seed: int = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = True  # bf16 autocast on CUDA
+    bf16: Literal["auto", True, False] = "auto"  # bf16 autocast: auto = on CUDA and on CPUs with native bf16
     max_bad_steps: int = 10  # NaN/inf losses in a row before training stops
     log_every: int = 50  # steps between metric records
     valid_max_sentences: int = 0  # validate on the first N sentences; 0: all
@@ -237,7 +237,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)
-        _check(value in choices, key, f"must be one of {', '.join(map(str, choices))}; got {value!r}")
+        names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+        ok = any(value == c and type(value) is type(c) for c in choices)  # 1 is not True here
+        _check(ok, key, f"must be one of {names}; got {value!r}")
         return value
     if origin in (tuple, list):
         _check(isinstance(value, (list, tuple)), key, f"must be a list, got {value!r}")

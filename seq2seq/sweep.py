@@ -58,9 +58,10 @@ import yaml
 from . import checkpoint
 from .config import SECTIONS, Config, ConfigError, from_dict, load_config, parse_override
 from .corpus import load_split
+from .device import select_device
 from .evaluation import DEFAULT_BUCKETS, bleu_by_length, score
 from .model import count_parameters
-from .training import RUN_CONFIG, DivergedError, TrainError, select_device, train
+from .training import RUN_CONFIG, DivergedError, TrainError, train
 from .translation import Translator
 
 SWEEP_KEYS = ("name", "base", "overrides", "axes", "variants", "quick", "metric", "length_unit",

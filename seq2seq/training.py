@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,9 @@ from . import checkpoint, distributed
 from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
 from .config import Config, load_config
 from .corpus import Pair, load_corpus
+from .device import autocast as device_autocast
+from .device import describe as describe_precision
+from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
 from .model import Seq2Seq, build_model, count_parameters
@@ -123,14 +126,6 @@ def steps_per_epoch(data: Data, cfg: Config, world: World) -> int:
         return data.store.estimated_batches(batch_size, max_tokens)
     return len(batch_cuts([len(s) for s, _ in data.train], [len(t) for _, t in data.train],
                           batch_size=batch_size, max_tokens=max_tokens, shuffle=False))
-
-
-def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("train.device is 'cuda' but CUDA is not available on this machine")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 # --- pure helpers ------------------------------------------------------------------
@@ -460,7 +455,8 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
     if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)
         torch.manual_seed(cfg.train.seed + 1_000_003 * world.rank)
     ranks = f", {world.size} processes of batch_size {cfg.train.batch_size}" if world.size > 1 else ""
-    say(f"model: {count_parameters(model):,} parameters, device {world.device}{ranks}", flush=True)
+    say(f"model: {count_parameters(model):,} parameters, device {world.device}{ranks}, "
+        f"{describe_precision(cfg.train.bf16, world.device)}, {torch.get_num_threads()} threads", flush=True)
     fused = world.device.type == "cuda"
     optimizer: torch.optim.Optimizer = (
         torch.optim.SGD(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -476,8 +472,7 @@ def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: boo
             f"{progress.best_bleu:.2f})")
         return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
     world.main_only(lambda: truncate_metrics(out, progress.step))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if world.device.type == "cuda" and cfg.train.bf16
-                else nullcontext())
+    autocast = device_autocast(cfg.train.bf16, world.device)
     tracker = Tracker(cfg, out, rank=world.rank, resume_id=progress.wandb_id)  # rank 0 logs, the others not
     progress.wandb_id = tracker.run_id
     flag = StopFlag()

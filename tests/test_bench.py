@@ -54,6 +54,10 @@ def test_skipped_phases_leave_no_figures(tmp_path: Path) -> None:
     argv = [*TINY_BENCH, "--repeats", "1", "--skip", "threshold", "--skip", "decode", "--json", str(out)]
     assert bench.main(argv) == 0
     assert set(json.loads(out.read_text())["figures"]) == {
+        "train_tokens_per_s", "train_tokens_per_s_tutorial", "peak_memory_train", "peak_memory_train_tutorial",
+        "train_tokens_per_s_bf16", "train_tokens_per_s_fp32"}
+    assert bench.main([*argv, "--skip", "precision"]) == 0
+    assert set(json.loads(out.read_text())["figures"]) == {
         "train_tokens_per_s", "train_tokens_per_s_tutorial", "peak_memory_train", "peak_memory_train_tutorial"}
 
 

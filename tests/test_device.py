@@ -1,0 +1,77 @@
+"""Device selection, bf16 detection and autocast (train.bf16: auto | true | false)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq import device as dev
+from seq2seq.config import ConfigError, load_config
+
+
+def test_bf16_setting_parses_auto_true_false_only() -> None:
+    assert load_config(None, []).train.bf16 == "auto"
+    assert load_config(None, ["train.bf16=true"]).train.bf16 is True
+    assert load_config(None, ["train.bf16=false"]).train.bf16 is False
+    for bad in ("maybe", "1", "bf16"):
+        with pytest.raises(ConfigError, match=r"train\.bf16: must be one of auto, true, false"):
+            load_config(None, [f"train.bf16={bad}"])
+
+
+def test_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: True)
+    assert dev.use_bf16("auto", cpu)
+    monkeypatch.setattr(dev, "cpu_has_bf16", lambda: False)
+    assert not dev.use_bf16("auto", cpu)
+    assert dev.describe("auto", cpu) == "fp32"
+    assert dev.use_bf16(True, cpu) and not dev.use_bf16(False, cpu)  # forced either way
+
+
+def test_autocast_runs_matmuls_in_bf16_on_the_cpu() -> None:
+    x = torch.randn(4, 8)
+    lin = torch.nn.Linear(8, 3)
+    with dev.autocast(True, torch.device("cpu")):
+        assert lin(x).dtype == torch.bfloat16
+    with dev.autocast(False, torch.device("cpu")):
+        assert lin(x).dtype == torch.float32
+
+
+def test_cpu_flags_come_from_proc_cpuinfo(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n")
+    real = dev.Path
+    monkeypatch.setattr(dev, "Path", lambda p: info if p == "/proc/cpuinfo" else real(p))
+    dev.cpu_bf16_flags.cache_clear()
+    try:
+        assert dev.cpu_bf16_flags() == ("amx_bf16", "avx512_bf16")
+        info.write_text("flags\t\t: fpu avx2\n")
+        dev.cpu_bf16_flags.cache_clear()
+        assert dev.cpu_bf16_flags() == ()
+        monkeypatch.setattr(dev, "Path", real)
+    finally:
+        dev.cpu_bf16_flags.cache_clear()
+
+
+def test_cuda_asked_for_without_cuda_is_one_line() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(dev.DeviceError, match="^train.device is 'cuda' but CUDA is not available"):
+        dev.select_device("cuda")
+    with pytest.raises(dev.DeviceError, match="^--device cuda was asked for but CUDA is not available"):
+        dev.select_device("cuda", "--device")
+    assert dev.select_device("auto") == torch.device("cpu")
+
+
+def test_omp_wait_policy_is_passive_unless_set() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import seq2seq, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
+        == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
+        == "ACTIVE"
