@@ -7,6 +7,10 @@ matplotlib's object API (no pyplot state, no display needed) and are written as 
 ``python -m seq2seq.plots hidden --checkpoint DIR --text "Sep 27 1994" --out hidden.png``
 runs the encoder over a sentence one token at a time and plots one unit's activation
 (the one that varies most, or ``--unit``) and a heatmap of the ``--top-k`` most varying units.
+
+``python -m seq2seq.plots attention --checkpoint DIR --text "..." [--out attention.png]``
+translates a sentence with an attention model and draws its alignment: output tokens down,
+source tokens across, each cell the weight that output step gave that source token.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from matplotlib import colormaps, ticker
 from matplotlib.figure import Figure
 
+from .errors import check_positive, run_command
 from .evaluation import METRIC_NAMES
 from .model import Seq2Seq
 
@@ -184,7 +189,7 @@ def encoder_states(model: Seq2Seq, ids: Sequence[int], state: str = "hidden") ->
     carry: Any = None
     rows = []
     for t in range(x.shape[1]):
-        _, carry = model.encoder(x[:, t:t + 1], carry)  # h: (L, 1, H)
+        _, carry = model.encoder.rnn(x[:, t:t + 1], carry)  # h: (L, 1, H)
         h, c = carry if isinstance(carry, tuple) else (carry, None)
         rows.append((c if state == "cell" else h)[-1, 0])  # (H,)
     return torch.stack(rows).float().cpu()  # (S, H)
@@ -235,6 +240,37 @@ def hidden_states(checkpoint_dir: Path, text: str, out: Path, *, unit: int | Non
     return unit
 
 
+def alignment_figure(source: Sequence[str], target: Sequence[str], weights: torch.Tensor, title: str) -> Figure:
+    """A heatmap of ``weights`` (T, S): output tokens down, source tokens across."""
+    T, S = weights.shape
+    fig = Figure(figsize=(max(4.0, 0.45 * S + 2.0), max(3.0, 0.4 * T + 1.5)), dpi=DPI)
+    ax = fig.add_subplot()
+    image = ax.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(S), [p.strip() or repr(p) for p in source], rotation=60, ha="right", fontsize=9)
+    ax.set_yticks(range(T), [p.strip() or repr(p) for p in target], fontsize=9)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def attention(checkpoint_dir: Path, text: str, out: Path, *, beam_size: int | None = None) -> str:
+    """Translate ``text`` with an attention model and plot where each output token looked;
+    -> the translation."""
+    from .translation import Translator
+
+    translator = Translator.from_checkpoint(checkpoint_dir)
+    if translator.model.cfg.attention == "none":
+        raise ValueError(f"{checkpoint_dir}: this model has no attention (model.attention: none)")
+    a = translator.alignment(text, beam_size=beam_size)
+    fig = alignment_figure(a.source, a.target, a.weights, f"{text}\n→ {a.text}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return a.text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq.plots", description="Plots that need a checkpoint.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -245,17 +281,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.add_argument("--unit", type=int, default=None, help="the unit to plot alone (default: largest variance)")
     h.add_argument("--top-k", type=int, default=16, help="units in the heatmap (default 16)")
     h.add_argument("--state", choices=("hidden", "cell"), default="hidden", help="LSTM: hidden or cell state")
+    a = sub.add_parser("attention", help="an attention model's alignment of a translated sentence (heatmap)")
+    a.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or run directory")
+    a.add_argument("--text", required=True, help="the source sentence")
+    a.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG to write (default attention.png)")
+    a.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's decode.beam_size)")
     args = p.parse_args(argv)
 
     def run() -> int:
+        if args.command == "attention":
+            check_positive(args, "beam")
+            translation = attention(args.checkpoint, args.text, args.out, beam_size=args.beam)
+            print(f"wrote {args.out}: {translation}")
+            return 0
         unit = hidden_states(args.checkpoint, args.text, args.out, unit=args.unit, top_k=args.top_k,
                              state=args.state)
         print(f"wrote {args.out} (unit {unit})")
         return 0
 
-    from .cli import _run
-
-    return _run(run)
+    return run_command(run)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,12 @@ class Tokenizer:
         """Text of ``ids``; PAD, BOS, EOS and UNK are skipped."""
         return self._hf.decode([i for i in map(int, ids) if i > UNK], skip_special_tokens=False)
 
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """Each id's own text, for plot labels (a byte-level piece of a longer character may
+        show as U+FFFD); special tokens by name."""
+        return [SPECIAL_TOKENS[i] if i <= UNK else self._hf.decode([i], skip_special_tokens=False)
+                for i in map(int, ids)]
+
     def to_json(self) -> str:
         """The tokenizer as a JSON string (what :meth:`save` writes)."""
         return json.dumps({"format": FORMAT, "kind": self.kind, "tokenizer": json.loads(self._hf.to_str())},

@@ -100,6 +100,31 @@ class Tracker:
                             data=[[epoch, *r] for r in rows])
         self.run.log({"samples": table}, step=step)
 
+    @property
+    def wants_images(self) -> bool:
+        """Whether W&B is logging (images are made only then)."""
+        return self.run is not None
+
+    def log_alignments(self, alignments: list[Any], step: int) -> None:
+        """Attention heatmaps (``translation.Alignment``) as W&B images; needs matplotlib."""
+        if self.run is None or not alignments:
+            return
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+            from .plots import alignment_figure
+        except ImportError:  # matplotlib is an optional extra
+            return
+        import numpy as np
+        import wandb
+
+        images = []
+        for a in alignments:
+            canvas = FigureCanvasAgg(alignment_figure(a.source, a.target, a.weights, a.text))
+            canvas.draw()
+            images.append(wandb.Image(np.asarray(canvas.buffer_rgba())[..., :3], caption=a.text))
+        self.run.log({"valid/attention": images}, step=step)
+
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
             for k, v in values.items():

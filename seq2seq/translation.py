@@ -43,7 +43,21 @@ class Translation:
     score: float
 
 
+@dataclass(frozen=True)
+class Alignment:
+    """One translation's attention: ``weights[t, s]`` is how much output token ``t`` (the
+    last is EOS) read source token ``s``, the source in reading order (un-reversed)."""
+
+    source: list[str]  # source pieces, (S,)
+    target: list[str]  # output pieces and "</s>", (T,)
+    weights: torch.Tensor  # (T, S), each row sums to 1
+    text: str  # the translation
+
+
 class Translator:
+    """Text in, text out: tokenize, batch by length, search (greedy or beam), detokenize, in
+    the input order. ``from_checkpoint`` builds one from a checkpoint directory."""
+
     def __init__(self, model: Seq2Seq, src_tok: Tokenizer, tgt_tok: Tokenizer, data: DataConfig,
                  decode: DecodeConfig, device: torch.device | str = "cpu") -> None:
         self.model = model
@@ -105,6 +119,27 @@ class Translator:
                 results[i] = [Translation(one_line(self.tgt_tok.decode(h.tokens)), h.score) for h in nb]
         self.model.train(was_training)
         return results
+
+    @torch.inference_mode()
+    def alignment(self, line: str, *, beam_size: int | None = None) -> Alignment:
+        """Translate ``line`` and return the attention of each output step over its source."""
+        ids = self.encode_source([line])[0]
+        if not ids:
+            raise ValueError("the source sentence is empty")
+        was_training = self.model.training
+        self.model.eval()
+        src, src_len = pad_sequences([ids])
+        src, src_len = src.to(self.device), src_len.to(self.device)
+        limit = max_lengths(src_len, self.decode.max_len_ratio, self.decode.max_len_offset)
+        best = search(self.model, src, src_len, beam_size=beam_size or self.decode.beam_size, bos=BOS, eos=EOS,
+                      max_len=limit, alpha=self.decode.length_penalty, nbest=1)[0][0]
+        tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)  # (1, T)
+        weights = self.model.alignment(src, src_len, tgt_in)[0].float().cpu()  # (T, S)
+        self.model.train(was_training)
+        if self.data.reverse_source:  # the model read it reversed: columns back in reading order
+            ids, weights = reverse_source(ids), weights.flip(-1)
+        return Alignment(self.src_tok.pieces(ids), [*self.tgt_tok.pieces(best.tokens), "</s>"], weights,
+                         one_line(self.tgt_tok.decode(best.tokens)))
 
     def translate_best(self, lines: Sequence[str], *, beam_size: int | None = None,
                        warn: Warn | None = None) -> list[str]:
