@@ -65,6 +65,7 @@ from .config import Config, load_config
 from .device import autocast as device_autocast
 from .device import cpu_bf16_flags, select_device
 from .device import describe as describe_precision
+from .errors import run_command
 from .model import Seq2Seq, build_model
 from .training import Data, TrainError, prepare_data, train, train_step
 from .translation import Translator
@@ -535,8 +536,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import _run
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
 
@@ -579,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"wrote {args.json}")
         return 0
 
-    return _run(body)
+    return run_command(body, (TrainError,))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import Config, ConfigError, load_config
-from .model import Seq2Seq, build_model
+from .model import Seq2Seq, build_model, upgrade_state_dict
 from .tokenization import Tokenizer, TokenizerError
 
 MODEL_FILE = "model.safetensors"
@@ -127,7 +127,7 @@ def save(directory: str | Path, *, config: Config, model: nn.Module, src_tok: To
     tmp.mkdir(parents=True)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:  # type: ignore[union-attr]
-        weights.pop("output.weight", None)  # shared with tgt_embed.weight; stored once
+        weights.pop("decoder.output.weight", None)  # shared with tgt_embed.weight; stored once
     save_file(weights, str(tmp / MODEL_FILE))
     _fsync_file(tmp / MODEL_FILE)
     _write_bytes(tmp / CONFIG_FILE, config.to_yaml().encode())
@@ -175,11 +175,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
         tgt_tok = Tokenizer.load(ckpt / TGT_TOK_FILE)
     except TokenizerError as e:
         raise CheckpointError(str(e)) from None
-    weights = load_weights(ckpt / MODEL_FILE)
+    weights = upgrade_state_dict(load_weights(ckpt / MODEL_FILE))  # also checkpoints of the flat layout
     model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
     expected = model.state_dict()
-    if config.model.tie_embeddings and "output.weight" not in weights and "tgt_embed.weight" in weights:
-        weights["output.weight"] = weights["tgt_embed.weight"]
+    if config.model.tie_embeddings and "decoder.output.weight" not in weights and "tgt_embed.weight" in weights:
+        weights["decoder.output.weight"] = weights["tgt_embed.weight"]
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     where = ckpt / MODEL_FILE
@@ -190,7 +190,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     for key, tensor in expected.items():
         if weights[key].shape != tensor.shape:
             hint = ""
-            if key in ("src_embed.weight", "tgt_embed.weight", "output.weight", "output.bias"):
+            if key in ("src_embed.weight", "tgt_embed.weight", "decoder.output.weight", "decoder.output.bias"):
                 hint = " (does the tokenizer match the model?)"
             raise CheckpointError(f"{where}: tensor {key} has shape {tuple(weights[key].shape)}, "
                                   f"the config expects {tuple(tensor.shape)}{hint}")

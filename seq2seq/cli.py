@@ -2,7 +2,8 @@
 
 Each parses its arguments and calls the package. Any problem a user can cause (a bad
 config key, a missing file, a crafted checkpoint, CUDA asked for but absent) ends with one
-line ``error: ...`` on stderr and exit status 1, never a traceback.
+line ``error: ...`` on stderr and exit status 1, never a traceback (:mod:`seq2seq.errors`).
+``evaluate`` is :func:`seq2seq.evaluation.main`; all the commands: ``python -m seq2seq --help``.
 """
 
 from __future__ import annotations
@@ -14,41 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .errors import check_positive, run_command
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yaml"
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .corpus import CorpusError
-    from .device import DeviceError
-    from .tokenization import TokenizerError
-    from .training import TrainError
-
-    return (ConfigError, CorpusError, TokenizerError, CheckpointError, TrainError, DeviceError, OSError, ValueError)
-
-
-def _run(main: Callable[[], int]) -> int:
-    """Run ``main``; turn a user error into one line on stderr and exit status 1."""
-    try:
-        return main()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-    except _user_errors() as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if isinstance(e, OSError) and e.filename:
-            msg = f"{e.filename}: {e.strerror or msg}"
-        print(f"error: {msg}", file=sys.stderr)
-        return 1
-
-
-def _device(name: str) -> Any:
-    from .device import select_device
-
-    return select_device(name, "--device")
 
 
 # --- train ---------------------------------------------------------------------------
@@ -82,14 +51,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         train(cfg, out, resume=args.resume, overwrite=args.overwrite, reset_optimizer=args.reset_optimizer)
         return 0
 
-    return _run(main)
+    return run_command(main, _train_errors)
 
 
-def _check_positive(args: argparse.Namespace, *names: str) -> None:
-    for name in names:
-        v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+def _train_errors() -> tuple[type[BaseException], ...]:
+    from .training import TrainError
+
+    return (TrainError,)
 
 
 # --- translate -------------------------------------------------------------------------
@@ -140,12 +108,13 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
     def main() -> int:
         import dataclasses
 
+        from .device import select_device
         from .translation import Translator
 
-        _check_positive(args, "beam", "nbest", "batch_size")
+        check_positive(args, "beam", "nbest", "batch_size")
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
-        device = _device(args.device)
+        device = select_device(args.device, "--device")
         translator = Translator.from_checkpoint(args.checkpoint, device)
         changes: dict[str, Any] = {}
         if args.batch_size is not None:
@@ -173,7 +142,7 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
                 out.close()
         return 0
 
-    return _run(main)
+    return run_command(main)
 
 
 def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int) -> None:
@@ -233,65 +202,7 @@ def _interactive(translator: Any, beam: int, nbest: int = 1) -> int:
 
 # --- evaluate --------------------------------------------------------------------------
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m seq2seq.evaluation",
-        description="Translate a test set and score it: sacreBLEU BLEU and chrF (with signatures), "
-                    "exact match, and BLEU by source length.")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--split", default=None,
-                   help="a split of the checkpoint's corpus (default: its data.test_split)")
-    p.add_argument("--src", type=Path, default=None, help="source file (with --ref), one sentence a line")
-    p.add_argument("--ref", type=Path, default=None, help="reference file (with --src)")
-    p.add_argument("--data-path", default=None, help="override the corpus location (data.path)")
-    p.add_argument("--beam", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--output", type=Path, default=None, help="write the hypotheses here")
-    p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
-    args = p.parse_args(argv)
+    """``python -m seq2seq.evaluation`` (the console script ``seq2seq-evaluate``)."""
+    from .evaluation import main
 
-    def main() -> int:
-        import dataclasses
-        import json
-
-        from .corpus import load_split, read_parallel_files
-        from .evaluation import bleu_by_length, format_report, score
-        from .translation import Translator
-
-        if (args.src is None) != (args.ref is None):
-            raise ValueError("--src and --ref go together")
-        _check_positive(args, "beam", "batch_size")
-        translator = Translator.from_checkpoint(args.checkpoint, _device(args.device))
-        if args.batch_size is not None:
-            translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
-        if args.src is not None:
-            pairs = read_parallel_files(args.src, args.ref)
-            name = f"{args.src} / {args.ref}"
-        else:
-            data = translator.data
-            if args.data_path:
-                data = dataclasses.replace(data, path=args.data_path)
-            split = args.split or data.test_split
-            pairs = load_split(data, split)
-            name = f"{data.source}:{split}"
-        beam = args.beam or translator.decode.beam_size
-
-        def warn(i: int, msg: str) -> None:
-            print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
-
-        hyps = translator.translate_best([s for s, _ in pairs], beam_size=beam, warn=warn)
-        refs = [t for _, t in pairs]
-        scores = score(hyps, refs)
-        buckets = bleu_by_length([len(s.split()) for s, _ in pairs], hyps, refs)
-        print(f"{name}: {len(pairs)} sentences, beam {beam}")
-        print(format_report(scores, buckets))
-        if args.output:
-            args.output.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
-        if args.json:
-            args.json.write_text(json.dumps({
-                "data": name, "beam": beam, **dataclasses.asdict(scores),
-                "buckets": [dataclasses.asdict(b) for b in buckets]}, indent=2) + "\n", encoding="utf-8")
-        return 0
-
-    return _run(main)
-
+    return main(argv)

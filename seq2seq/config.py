@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .synthetic import TEXTBOOK_ADDITION_MAX
+
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the file (if any) and the key."""
@@ -28,11 +30,6 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {msg}")
-
-
-# half the 500,500 distinct unordered problems: beyond that, drawing unseen ones by rejection
-# slows down sharply
-TEXTBOOK_ADDITION_MAX = 250_000
 
 
 @dataclass(frozen=True)
@@ -129,6 +126,10 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training loop: batching, optimizer and learning-rate schedule, gradient clipping,
+    teacher forcing / scheduled sampling, validation and early stopping, device and precision,
+    seeding, and how often metrics and samples are logged."""
+
     epochs: int = 20
     batch_size: int = 128  # sentences per batch (used when max_tokens is 0)
     max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
@@ -180,6 +181,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
+    """Decoding for translation and evaluation: beam size (1 is greedy), n-best, length penalty,
+    output length limit, sentences per batch. Validation during training decodes greedily with
+    the same length limit and batch size."""
+
     beam_size: int = 5
     nbest: int = 1
     length_penalty: float = 1.0  # alpha in ((5 + len) / 6) ** alpha
@@ -199,7 +204,8 @@ class DecodeConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Weights & Biases. ``mode: auto`` is online with an API key, offline without."""
+    """Weights & Biases: mode, project, entity, run name, group and tags. ``wandb: auto`` is
+    online with an API key, offline without."""
 
     wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "seq2seq"
@@ -211,6 +217,10 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole run: one section each for the corpus (``data``), the network (``model``), the
+    training loop (``train``), decoding (``decode``) and W&B (``tracking``). Saved with every
+    checkpoint as ``config.yaml``."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -7,8 +7,11 @@ train / valid / test pairs plus a short human-readable report. Sources:
 * ``tsv``: ``{path}/{split}.tsv``, ``source<TAB>target`` a line, quotes taken literally;
 * ``jsonl``: ``{path}/{split}.jsonl``, ``{"de": ..., "en": ...}`` or
   ``{"translation": {"de": ..., "en": ...}}`` a line (keys are ``cfg.src_key``/``cfg.tgt_key``);
-* ``hf``: a Hugging Face ``datasets`` hub name or local directory;
-* ``dates`` / ``addition``: synthetic tasks made in code, deterministic for ``(size, seed)``.
+* ``hf``: a Hugging Face ``datasets`` hub name or local directory (read by :mod:`seq2seq.hub`);
+* ``dates`` / ``addition``: synthetic tasks made in code, deterministic for ``(size, seed)``
+  (made by :mod:`seq2seq.synthetic`).
+
+This module reads the local text files (``files``, ``tsv``, ``jsonl``) itself.
 
 Text is kept exactly as written: only the line ending (``\\n`` or ``\\r\\n``) is removed.
 Pairs with an empty (or whitespace-only) side are dropped and counted. Every problem the
@@ -18,33 +21,20 @@ and the key, e.g. ``data/x/train.jsonl: line 7: missing key 'en' (keys: de, fr)`
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import gzip
 import io
 import itertools
 import json
-import os
-import random
-import socket
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-from urllib.parse import urlparse
+from typing import Any
 
-from seq2seq.config import TEXTBOOK_ADDITION_MAX, DataConfig
-
-Pair = tuple[str, str]
-
-
-class CorpusError(ValueError):
-    """A problem with the corpus; the one-line message names the file, line and key."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.splitlines()))  # one line, whatever was embedded
+from . import synthetic
+from .config import DataConfig
+from .pairs import CorpusError, Pair, Read
+from .synthetic import SYNTHETIC_SOURCES
 
 
 @dataclass(frozen=True)
@@ -57,14 +47,6 @@ class Corpus:
     report: list[str]
 
 
-class _Read(NamedTuple):
-    """What a reader found: the pairs, how many were skipped for invalid UTF-8, and where."""
-
-    pairs: list[Pair]
-    skipped: int
-    where: str
-
-
 # ---------------------------------------------------------------------------- entry points
 
 
@@ -75,9 +57,9 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     split whose fraction is 0.
     """
     names = (cfg.train_split, cfg.valid_split, cfg.test_split)
-    if cfg.source in _SYNTHETIC:
-        parts = _synthetic_splits(cfg)
-        style = " (textbook style)" if _textbook(cfg) else ""
+    if cfg.source in SYNTHETIC_SOURCES:
+        parts = synthetic_splits(cfg)
+        style = " (textbook style)" if is_textbook(cfg) else ""
         report = [f"source: synthetic {cfg.source}{style}, {cfg.size} pairs, seed {cfg.seed}"]
         report += [f"{name}: {len(part)} pairs made" for name, part in zip(names, parts)]
         return Corpus(train=parts[0], valid=parts[1], test=parts[2], report=report)
@@ -100,12 +82,12 @@ def load_split(cfg: DataConfig, split: str) -> list[Pair]:
 
     For synthetic sources ``split`` is ``train``/``val``/``test`` or the split names in ``cfg``.
     """
-    if cfg.source in _SYNTHETIC:
+    if cfg.source in SYNTHETIC_SOURCES:
         index = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2,
                  cfg.train_split: 0, cfg.valid_split: 1, cfg.test_split: 2}
         if split not in index:
             raise CorpusError(f"synthetic {cfg.source}: no split {split!r} (splits: {', '.join(index)})")
-        return _synthetic_splits(cfg)[index[split]]
+        return synthetic_splits(cfg)[index[split]]
     return _keep_nonempty(_reader(cfg)(split))
 
 
@@ -116,7 +98,28 @@ def drop_empty(pairs: Iterable[Pair]) -> tuple[list[Pair], int]:
     return kept, len(pairs) - len(kept)
 
 
-def _keep_nonempty(result: _Read) -> list[Pair]:
+def iter_split(cfg: DataConfig, split: str) -> Iterator[Pair]:
+    """The pairs of one split read one line at a time, empty pairs dropped (as in
+    :func:`load_split`), for corpora larger than memory: ``files``, ``tsv`` and ``jsonl``
+    stream; ``hf`` reads the split as :func:`load_split` does; synthetic sources are made with
+    :func:`seq2seq.synthetic.iter_synthetic` (the whole corpus in order: take the splits from one stream)."""
+    root = Path(cfg.path).expanduser()
+    mode = cfg.invalid_utf8
+    if cfg.source == "files":
+        rows = _iter_parallel(_resolve(root / f"{split}.{cfg.src_lang}"), _resolve(root / f"{split}.{cfg.tgt_lang}"),
+                              mode)
+    elif cfg.source == "tsv":
+        rows = _iter_tsv(_resolve(root / f"{split}.tsv"), mode)
+    elif cfg.source == "jsonl":
+        rows = _iter_jsonl(_resolve(root / f"{split}.jsonl"), cfg.src_key, cfg.tgt_key, mode)
+    elif cfg.source == "hf":
+        rows = iter(load_split(cfg, split))
+    else:
+        raise CorpusError(f"data.source: {cfg.source!r} has no splits on disk; use iter_synthetic")
+    return (row for row in rows if row is not None and row[0].strip() and row[1].strip())
+
+
+def _keep_nonempty(result: Read) -> list[Pair]:
     if not result.pairs:
         skipped = f" ({result.skipped} skipped for invalid UTF-8)" if result.skipped else ""
         raise CorpusError(f"{result.where}: no pairs{skipped}")
@@ -126,7 +129,7 @@ def _keep_nonempty(result: _Read) -> list[Pair]:
     return kept
 
 
-def _reader(cfg: DataConfig) -> Callable[[str], _Read]:
+def _reader(cfg: DataConfig) -> Callable[[str], Read]:
     """A function from split name to what was read, for the file and HF sources."""
     root = Path(cfg.path).expanduser()
     mode = cfg.invalid_utf8
@@ -138,8 +141,10 @@ def _reader(cfg: DataConfig) -> Callable[[str], _Read]:
     if cfg.source == "jsonl":
         return lambda split: _read_jsonl(root / f"{split}.jsonl", cfg.src_key, cfg.tgt_key, mode)
     if cfg.source == "hf":
-        loaded = _open_hf(cfg)
-        return lambda split: _read_hf(loaded, cfg.path, split, cfg.src_key, cfg.tgt_key)
+        from .hub import open_hf, read_hf  # not at import time: hub imports this module's types
+
+        loaded = open_hf(cfg)
+        return lambda split: read_hf(loaded, cfg.path, split, cfg.src_key, cfg.tgt_key)
     raise CorpusError(f"data.source: unknown source {cfg.source!r}")
 
 
@@ -163,27 +168,27 @@ def read_jsonl(path: str | Path, src_key: str, tgt_key: str, invalid_utf8: str =
     return _read_jsonl(Path(path), src_key, tgt_key, invalid_utf8).pairs
 
 
-def _read_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> _Read:
+def _read_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> Read:
     src_path, tgt_path = _resolve(src_path), _resolve(tgt_path)
     src_lines, tgt_lines = _lines(src_path, invalid_utf8), _lines(tgt_path, invalid_utf8)
     if len(src_lines) != len(tgt_lines):
         raise CorpusError(f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}: "
                           "parallel files must have the same number of lines")
     pairs = [(s, t) for s, t in zip(src_lines, tgt_lines) if s is not None and t is not None]
-    return _Read(pairs, len(src_lines) - len(pairs), f"{src_path} + {tgt_path}")
+    return Read(pairs, len(src_lines) - len(pairs), f"{src_path} + {tgt_path}")
 
 
-def _read_tsv(path: Path, invalid_utf8: str) -> _Read:
+def _read_tsv(path: Path, invalid_utf8: str) -> Read:
     path = _resolve(path)
     return _collect(_iter_tsv(path, invalid_utf8), str(path))
 
 
-def _read_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> _Read:
+def _read_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> Read:
     path = _resolve(path)
     return _collect(_iter_jsonl(path, src_key, tgt_key, invalid_utf8), str(path))
 
 
-def _collect(rows: Iterable[Pair | None], where: str) -> _Read:
+def _collect(rows: Iterable[Pair | None], where: str) -> Read:
     """The pairs of ``rows``, counting the ``None``s (lines skipped for invalid UTF-8)."""
     pairs: list[Pair] = []
     skipped = 0
@@ -192,7 +197,7 @@ def _collect(rows: Iterable[Pair | None], where: str) -> _Read:
             skipped += 1
         else:
             pairs.append(row)
-    return _Read(pairs, skipped, where)
+    return Read(pairs, skipped, where)
 
 
 def _iter_tsv(path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
@@ -297,284 +302,21 @@ def _decode_line(raw: bytes, path: Path, lineno: int, invalid_utf8: str) -> str 
         return None
 
 
-# ---------------------------------------------------------------------------- Hugging Face datasets
-
-_SPLIT_ALIASES = ("validation", "valid", "val", "dev")
-_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-def _open_hf(cfg: DataConfig) -> Mapping[str, Any]:
-    """Load ``cfg.path`` (a local directory or a hub name) as a mapping from split to Dataset.
-
-    Without a network the hub is not tried (it would retry for ~20 s): the dataset must then
-    be in the local cache.
-    """
-    try:
-        import datasets
-    except ImportError:
-        raise CorpusError(f"{cfg.path}: data.source 'hf' needs the 'datasets' package") from None
-    path = Path(cfg.path).expanduser()
-    name = cfg.hf_config or None
-    if path.is_dir():
-        try:
-            with _hf_offline():
-                if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-                    loaded = datasets.load_from_disk(str(path))  # saved with save_to_disk
-                else:
-                    loaded = datasets.load_dataset(str(path), name)  # a directory of data files
-        except Exception as e:  # datasets raises many types; all mean "cannot load this directory"
-            raise CorpusError(f"{path}: cannot load dataset directory ({_describe(e)})") from e
-        if not isinstance(loaded, Mapping):
-            raise CorpusError(f"{path}: a single saved Dataset has no splits; save a DatasetDict "
-                              f"(columns: {', '.join(loaded.column_names)})")
-        return loaded
-    if path.exists():
-        raise CorpusError(f"{path}: not a directory (data.source 'hf' needs a dataset directory or hub name)")
-    if cfg.path.startswith(("/", ".", "~")) or cfg.path.count("/") > 1:
-        raise CorpusError(f"{cfg.path}: dataset directory not found")
-    offline = _hub_offline()
-    try:
-        with _hf_offline() if offline else contextlib.nullcontext():
-            loaded = datasets.load_dataset(cfg.path, name)
-    except Exception as e:  # as above: any failure to load is reported on one line
-        if offline:
-            raise CorpusError(f"{cfg.path}: not a local directory, the Hugging Face hub is unreachable, "
-                              f"and the dataset is not in the local cache ({_describe(e)})") from e
-        raise CorpusError(f"{cfg.path}: cannot load dataset from the hub ({_describe(e)})") from e
-    return loaded
-
-
-def _read_hf(loaded: Mapping[str, Any], path: str, split: str, src_key: str, tgt_key: str) -> _Read:
-    """Pairs from one split: a ``translation`` column of dicts, or columns ``src_key``/``tgt_key``."""
-    found = split if split in loaded else None
-    if found is None and split in _SPLIT_ALIASES:
-        found = next((a for a in _SPLIT_ALIASES if a in loaded), None)
-    if found is None:
-        raise CorpusError(f"{path}: no split {split!r} (splits: {', '.join(loaded)})")
-    ds = loaded[found]
-    where = f"{path} [{found}]"
-    columns = ds.column_names
-    if "translation" in columns:
-        languages = list(getattr(ds.features["translation"], "languages", None) or ds.features["translation"])
-        for key in (src_key, tgt_key):
-            if key not in languages:
-                raise CorpusError(f"{where}: column 'translation' has no key {key!r} "
-                                  f"(keys: {', '.join(languages)})")
-        rows = list(ds["translation"])
-        src = [row.get(src_key) for row in rows]
-        tgt = [row.get(tgt_key) for row in rows]
-    elif src_key in columns and tgt_key in columns:
-        src, tgt = list(ds[src_key]), list(ds[tgt_key])
-    else:
-        raise CorpusError(f"{where}: no column 'translation' and no columns {src_key!r} and {tgt_key!r} "
-                          f"(columns: {', '.join(columns)})")
-    for key, values in ((src_key, src), (tgt_key, tgt)):
-        for i, value in enumerate(values):
-            if not isinstance(value, str):
-                raise CorpusError(f"{where}: row {i}: key {key!r}: expected a string, "
-                                  f"got {type(value).__name__}")
-    return _Read(list(zip(src, tgt)), 0, where)
-
-
-def _describe(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
-
-
-def _hub_offline(timeout: float = 2.0) -> bool:
-    """True if offline mode is set in the environment or the hub host cannot be reached."""
-    if any(os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE") for k in _OFFLINE_ENV):
-        return True
-    return not _hub_reachable(timeout)
-
-
-def _hub_reachable(timeout: float) -> bool:
-    """A TCP connect to the hub within ``timeout`` seconds (DNS included, hence the thread)."""
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
-    ok: list[bool] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            ok.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(ok)
-
-
-@contextlib.contextmanager
-def _hf_offline() -> Iterator[None]:
-    """Offline mode for ``datasets`` and ``huggingface_hub``, even if they were imported already
-    (both read the environment once, at import)."""
-    import datasets.config
-    import huggingface_hub.constants
-
-    candidates = ((datasets.config, "HF_HUB_OFFLINE"), (datasets.config, "HF_DATASETS_OFFLINE"),
-                  (huggingface_hub.constants, "HF_HUB_OFFLINE"))
-    flags = [(m, a) for m, a in candidates if hasattr(m, a)]
-    saved_flags = [getattr(m, a) for m, a in flags]
-    saved_env = {k: os.environ.get(k) for k in _OFFLINE_ENV}
-    try:
-        for m, a in flags:
-            setattr(m, a, True)
-        os.environ.update({k: "1" for k in _OFFLINE_ENV})
-        yield
-    finally:
-        for (m, a), value in zip(flags, saved_flags):
-            setattr(m, a, value)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 # ---------------------------------------------------------------------------- synthetic tasks
-
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December")  # fixed, not calendar.month_name (locale-dependent)
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_FIRST_DAY = datetime.date(1900, 1, 1).toordinal()
-_LAST_DAY = datetime.date(2099, 12, 31).toordinal()
-
-
-def _month(d: datetime.date) -> str:
-    return _MONTHS[d.month - 1]
-
-
-def _weekday(d: datetime.date) -> str:
-    return _WEEKDAYS[d.weekday()]
-
-
-# Each format writes one date; the example is 1994-09-27, a Tuesday. There are no two-digit
-# years (ambiguous across 1900-2099) and no day/month/year with slashes (it would clash with 9/27/1994).
-DATE_FORMATS: dict[str, Callable[[datetime.date], str]] = {
-    "september 27, 1994": lambda d: f"{_month(d).lower()} {d.day}, {d.year}",
-    "September 27, 1994": lambda d: f"{_month(d)} {d.day}, {d.year}",
-    "SEPTEMBER 27, 1994": lambda d: f"{_month(d).upper()} {d.day}, {d.year}",
-    "27 September 1994": lambda d: f"{d.day} {_month(d)} {d.year}",
-    "Sep 27 1994": lambda d: f"{_month(d)[:3]} {d.day} {d.year}",
-    "sep 27, 1994": lambda d: f"{_month(d)[:3].lower()} {d.day}, {d.year}",
-    "27 sep 1994": lambda d: f"{d.day} {_month(d)[:3].lower()} {d.year}",
-    "tuesday, september 27, 1994": lambda d: f"{_weekday(d).lower()}, {_month(d).lower()} {d.day}, {d.year}",
-    "TUESDAY, SEPTEMBER 27, 1994": lambda d: f"{_weekday(d).upper()}, {_month(d).upper()} {d.day}, {d.year}",
-    "Tue, Sep 27, 1994": lambda d: f"{_weekday(d)[:3]}, {_month(d)[:3]} {d.day}, {d.year}",
-    "Tuesday, 27 September 1994": lambda d: f"{_weekday(d)}, {d.day} {_month(d)} {d.year}",
-    "9/27/1994": lambda d: f"{d.month}/{d.day}/{d.year}",
-    "27.09.1994": lambda d: f"{d.day:02d}.{d.month:02d}.{d.year}",
-    "1994/09/27": lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",
-}
-_FORMATS = tuple(DATE_FORMATS.values())
-
-
-def make_dates(n: int, seed: int) -> list[Pair]:
-    """``n`` pairs (human-written date, ISO ``YYYY-MM-DD``), e.g. ``("Sep 27 1994", "1994-09-27")``.
-
-    Dates are uniform over 1900-01-01..2099-12-31, formats uniform over :data:`DATE_FORMATS`.
-    See :func:`_unique` for duplicates; ``make_dates(k, s)`` is a prefix of ``make_dates(n, s)``.
-    """
-
-    return _unique(n, seed, _date_pair)
-
-
-def make_addition(n: int, seed: int) -> list[Pair]:
-    """``n`` pairs like ``("16+75", "91")``: operands uniform in 0..999, no spaces."""
-
-    return _unique(n, seed, _addition_pair)
-
-
-ADDITION_WIDTHS = (7, 4)  # "999+999", "1998": the textbook pads both sides to these with spaces
-
-
-def make_addition_textbook(n: int, seed: int) -> list[Pair]:
-    """``n`` pairs like ``("16+75  ", "91  ")``, made as the textbook's ``addition.txt`` was.
-
-    Each operand has 1 to 3 digits (uniform), each digit uniform in 0..9, so a third of the
-    operands are below 10 (``"8+4    "`` is common, unlike in :func:`make_addition`). Each
-    problem appears once up to order (``3+5`` excludes ``5+3``): a draw seen before is
-    redrawn. Problems drawn late are mostly long ones (the short ones are used up), so the
-    pairs are shuffled before the caller splits them, as the textbook's ``load_data`` does;
-    so ``make_addition_textbook(k, s)`` is *not* a prefix of ``(n, s)``. The question is
-    padded with spaces to 7 characters and the answer to 4; the encoder reads the padding
-    (at the end, or at the start when the source is reversed) and the decoder writes it.
-    """
-    if not 0 <= n <= TEXTBOOK_ADDITION_MAX:
-        raise ValueError(f"n must be in 0..{TEXTBOOK_ADDITION_MAX}, got {n}")
-    rng = random.Random(seed)
-    seen: set[tuple[int, int]] = set()
-    pairs: list[Pair] = []
-    while len(pairs) < n:
-        a, b = _textbook_operand(rng), _textbook_operand(rng)
-        if (key := (min(a, b), max(a, b))) in seen:
-            continue
-        seen.add(key)
-        pairs.append((f"{a}+{b}".ljust(ADDITION_WIDTHS[0]), str(a + b).ljust(ADDITION_WIDTHS[1])))
-    rng.shuffle(pairs)
-    return pairs
-
-
-def _textbook_operand(rng: random.Random) -> int:
-    return int("".join(rng.choice("0123456789") for _ in range(rng.randint(1, 3))))
-
-
-def _unique(n: int, seed: int, sample: Callable[[random.Random], Pair], tries: int = 10) -> list[Pair]:
-    """``n`` samples from ``random.Random(seed)``, redrawing a repeated source up to ``tries`` times.
-
-    So sources are (nearly) unique while ``n`` is well below the number of possible sources
-    (1M for addition, about 1M for dates), which keeps test pairs out of train; beyond that
-    duplicates appear, as they must.
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    return list(itertools.islice(_iter_unique(seed, sample, tries), n))
-
-
-def _iter_unique(seed: int, sample: Callable[[random.Random], Pair], tries: int = 10) -> Iterator[Pair]:
-    """The endless sequence whose first ``n`` are ``_unique(n, ...)``. Its memory is the set of
-    sources seen, bounded by the number of possible sources (about 1M), not by ``n``."""
-    rng = random.Random(seed)
-    seen: set[str] = set()
-    while True:
-        for _ in range(tries):
-            pair = sample(rng)
-            if pair[0] not in seen:
-                break
-        seen.add(pair[0])
-        yield pair
-
-
-_SYNTHETIC: dict[str, Callable[[int, int], list[Pair]]] = {"dates": make_dates, "addition": make_addition}
-
-
 def iter_synthetic(cfg: DataConfig) -> Iterator[Pair]:
     """The synthetic corpus of ``cfg`` one pair at a time: its first ``cfg.size`` pairs are
-    :func:`make_dates` / :func:`make_addition`'s, so the splits are, in order, the next
-    :func:`synthetic_split_sizes` pairs."""
-    if cfg.source not in _SYNTHETIC:
+    :func:`~seq2seq.synthetic.make_dates` / :func:`~seq2seq.synthetic.make_addition`'s, so the
+    splits are, in order, the next :func:`synthetic_split_sizes` pairs."""
+    if cfg.source not in SYNTHETIC_SOURCES:
         raise CorpusError(f"data.source: {cfg.source!r} is not synthetic")
-    if _textbook(cfg):  # shuffled after it is made: finite, ``cfg.size`` pairs
-        return iter(make_addition_textbook(cfg.size, cfg.seed))
-    sample = _date_pair if cfg.source == "dates" else _addition_pair
-    return _iter_unique(cfg.seed, sample)
+    if is_textbook(cfg):  # shuffled after it is made: finite, ``cfg.size`` pairs
+        return iter(synthetic.make_addition_textbook(cfg.size, cfg.seed))
+    return synthetic.stream(cfg.source, cfg.seed)
 
 
-def _textbook(cfg: DataConfig) -> bool:
+def is_textbook(cfg: DataConfig) -> bool:
+    """Whether ``cfg`` asks for :func:`~seq2seq.synthetic.make_addition_textbook`'s pairs."""
     return cfg.source == "addition" and cfg.addition_style == "textbook"
-
-
-def _date_pair(rng: random.Random) -> Pair:
-    d = datetime.date.fromordinal(rng.randint(_FIRST_DAY, _LAST_DAY))
-    return rng.choice(_FORMATS)(d), d.isoformat()
-
-
-def _addition_pair(rng: random.Random) -> Pair:
-    a, b = rng.randint(0, 999), rng.randint(0, 999)
-    return f"{a}+{b}", str(a + b)
 
 
 def synthetic_split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
@@ -589,33 +331,12 @@ def synthetic_split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
     return n_train, n_valid, n_test
 
 
-def iter_split(cfg: DataConfig, split: str) -> Iterator[Pair]:
-    """The pairs of one split read one line at a time, empty pairs dropped (as in
-    :func:`load_split`), for corpora larger than memory: ``files``, ``tsv`` and ``jsonl``
-    stream; ``hf`` reads the split as :func:`load_split` does; synthetic sources are made with
-    :func:`iter_synthetic` (the whole corpus in order: take the splits from one stream)."""
-    root = Path(cfg.path).expanduser()
-    mode = cfg.invalid_utf8
-    if cfg.source == "files":
-        rows = _iter_parallel(_resolve(root / f"{split}.{cfg.src_lang}"), _resolve(root / f"{split}.{cfg.tgt_lang}"),
-                              mode)
-    elif cfg.source == "tsv":
-        rows = _iter_tsv(_resolve(root / f"{split}.tsv"), mode)
-    elif cfg.source == "jsonl":
-        rows = _iter_jsonl(_resolve(root / f"{split}.jsonl"), cfg.src_key, cfg.tgt_key, mode)
-    elif cfg.source == "hf":
-        rows = iter(load_split(cfg, split))
-    else:
-        raise CorpusError(f"data.source: {cfg.source!r} has no splits on disk; use iter_synthetic")
-    return (row for row in rows if row is not None and row[0].strip() and row[1].strip())
-
-
-def _synthetic_splits(cfg: DataConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
+def synthetic_splits(cfg: DataConfig) -> tuple[list[Pair], list[Pair], list[Pair]]:
     """Make ``cfg.size`` pairs; the first go to train, then valid, then test.
 
     A split with a fraction above 0 gets at least one pair.
     """
     n_train, n_valid, _ = synthetic_split_sizes(cfg)
-    make = make_addition_textbook if _textbook(cfg) else _SYNTHETIC[cfg.source]
+    make = synthetic.make_addition_textbook if is_textbook(cfg) else SYNTHETIC_SOURCES[cfg.source]
     pairs = make(cfg.size, cfg.seed)
     return pairs[:n_train], pairs[n_train:n_train + n_valid], pairs[n_train + n_valid:]

@@ -1,12 +1,25 @@
-"""Scores: sacreBLEU BLEU and chrF with their signatures, exact match, BLEU by length."""
+"""Scores: sacreBLEU BLEU and chrF with their signatures, exact match, BLEU by length.
+
+:func:`evaluate_split` translates a split and scores it, also by source length; the
+``evaluate`` command (``python -m seq2seq.evaluation``, :func:`main`) prints its report.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF
+
+from .errors import check_positive, run_command
+
+if TYPE_CHECKING:
+    from .translation import Translator, Warn
 
 
 @dataclass(frozen=True)
@@ -45,9 +58,9 @@ class Bucket:
     bleu: float
 
 
-def bleu_by_length(src_lengths: Sequence[int], hyps: Sequence[str], refs: Sequence[str],
-                   edges: Sequence[int] = DEFAULT_BUCKETS) -> list[Bucket]:
-    """Corpus BLEU within source-length buckets (lengths in words; edges are upper bounds).
+def length_groups(src_lengths: Sequence[int], edges: Sequence[int] = DEFAULT_BUCKETS) -> list[tuple[str, list[int]]]:
+    """The source-length buckets (lengths in words or characters; edges are upper bounds) as
+    ``(label, indices of the sentences in it)``.
 
     With edges (10, 20) the buckets are 1-10, 11-20 and 21+. Empty buckets are left out.
     """
@@ -57,12 +70,59 @@ def bleu_by_length(src_lengths: Sequence[int], hyps: Sequence[str], refs: Sequen
     for i, n in enumerate(src_lengths):
         k = next((j for j, hi in enumerate(edges) if n <= hi), len(edges))
         groups[k].append(i)
+    return [(label, idx) for label, idx in zip(labels, groups) if idx]
+
+
+def bleu_by_length(src_lengths: Sequence[int], hyps: Sequence[str], refs: Sequence[str],
+                   edges: Sequence[int] = DEFAULT_BUCKETS) -> list[Bucket]:
+    """Corpus BLEU within source-length buckets (lengths in words; edges are upper bounds).
+
+    With edges (10, 20) the buckets are 1-10, 11-20 and 21+. Empty buckets are left out.
+    """
+    return _bleu_within(length_groups(src_lengths, edges), hyps, refs)
+
+
+def _bleu_within(groups: Sequence[tuple[str, list[int]]], hyps: Sequence[str], refs: Sequence[str]) -> list[Bucket]:
     out = []
-    for label, idx in zip(labels, groups):
-        if idx:
-            b = sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]])
-            out.append(Bucket(label, len(idx), b.score))
+    for label, idx in groups:
+        b = sacrebleu.corpus_bleu([hyps[i] for i in idx], [[refs[i] for i in idx]])
+        out.append(Bucket(label, len(idx), b.score))
     return out
+
+
+LENGTH_UNITS = ("words", "chars")
+
+
+def source_lengths(sources: Sequence[str], unit: str = "words") -> list[int]:
+    """Each source's length: words (split on whitespace) or chars (without the surrounding whitespace)."""
+    if unit == "words":
+        return [len(s.split()) for s in sources]
+    if unit == "chars":
+        return [len(s.strip()) for s in sources]
+    raise ValueError(f"length unit must be one of {', '.join(LENGTH_UNITS)}; got {unit!r}")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A split translated and scored (:func:`evaluate_split`)."""
+
+    hyps: list[str]
+    scores: Scores
+    buckets: list[Bucket]  # BLEU by source length
+    bucket_exact_match: list[float]  # exact match (percent) within each of ``buckets``
+
+
+def evaluate_split(translator: Translator, sources: Sequence[str], refs: Sequence[str], beam_size: int | None,
+                   *, edges: Sequence[int] = DEFAULT_BUCKETS, length_unit: str = "words",
+                   warn: Warn | None = None) -> Evaluation:
+    """Translate ``sources`` (beam ``beam_size``; None: the translator's own) and score the
+    translations against ``refs``: corpus scores, and BLEU and exact match by source length
+    (``length_unit`` words or chars, buckets up to each of ``edges``)."""
+    groups = length_groups(source_lengths(sources, length_unit), edges)
+    hyps = translator.translate_best(list(sources), beam_size=beam_size, warn=warn)
+    scores = score(hyps, refs)
+    exact = [100.0 * sum(hyps[i] == refs[i] for i in idx) / len(idx) for _, idx in groups]
+    return Evaluation(hyps, scores, _bleu_within(groups, hyps, refs), exact)
 
 
 def format_report(scores: Scores, buckets: Sequence[Bucket] = ()) -> str:
@@ -77,9 +137,67 @@ def format_report(scores: Scores, buckets: Sequence[Bucket] = ()) -> str:
     return "\n".join(lines)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``evaluate`` command: translate a test set and print its scores."""
+    p = argparse.ArgumentParser(
+        prog="python -m seq2seq.evaluation",
+        description="Translate a test set and score it: sacreBLEU BLEU and chrF (with signatures), "
+                    "exact match, and BLEU by source length.")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--split", default=None,
+                   help="a split of the checkpoint's corpus (default: its data.test_split)")
+    p.add_argument("--src", type=Path, default=None, help="source file (with --ref), one sentence a line")
+    p.add_argument("--ref", type=Path, default=None, help="reference file (with --src)")
+    p.add_argument("--data-path", default=None, help="override the corpus location (data.path)")
+    p.add_argument("--beam", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--output", type=Path, default=None, help="write the hypotheses here")
+    p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
+    args = p.parse_args(argv)
+
+    def work() -> int:
+        import dataclasses
+        import json
+
+        from .corpus import load_split, read_parallel_files
+        from .device import select_device
+        from .translation import Translator
+
+        if (args.src is None) != (args.ref is None):
+            raise ValueError("--src and --ref go together")
+        check_positive(args, "beam", "batch_size")
+        translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
+        if args.batch_size is not None:
+            translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
+        if args.src is not None:
+            pairs = read_parallel_files(args.src, args.ref)
+            name = f"{args.src} / {args.ref}"
+        else:
+            data = translator.data
+            if args.data_path:
+                data = dataclasses.replace(data, path=args.data_path)
+            split = args.split or data.test_split
+            pairs = load_split(data, split)
+            name = f"{data.source}:{split}"
+        beam = args.beam or translator.decode.beam_size
+
+        def warn(i: int, msg: str) -> None:
+            print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
+
+        result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam, warn=warn)
+        print(f"{name}: {len(pairs)} sentences, beam {beam}")
+        print(format_report(result.scores, result.buckets))
+        if args.output:
+            args.output.write_text("".join(h + "\n" for h in result.hyps), encoding="utf-8")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "data": name, "beam": beam, **dataclasses.asdict(result.scores),
+                "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n", encoding="utf-8")
+        return 0
+
+    return run_command(work)
+
+
 if __name__ == "__main__":
-    import sys
-
-    from .cli import evaluate_main
-
-    sys.exit(evaluate_main())
+    sys.exit(main())

@@ -1,27 +1,34 @@
-"""The encoder-decoder RNN: LSTM (or GRU, or tanh RNN) encoder, peeky decoder.
+"""The encoder-decoder RNN: an :class:`Encoder`, a :class:`Decoder`, and :class:`Seq2Seq` joining them.
 
 Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``E`` embedding size,
 ``H`` hidden size, ``L`` layers, ``V`` vocabulary size.
 
-Encoder: embedding -> RNN over the (optionally reversed, done by batching) source,
-packed so padding never enters the recurrence. The **context vector** ``c`` is the top
-layer's final hidden state, ``(B, H)``.
+Encoder: embedding -> RNN (LSTM, GRU or tanh RNN) over the (optionally reversed, done by
+batching) source, packed so padding never enters the recurrence. The **context vector**
+``c`` is the top layer's final hidden state, ``(B, H)``.
 
-Peeky decoder (``peeky: true``): starts from the encoder's final state (an LSTM's hidden
-and cell states; with ``decoder_init: hidden`` the hidden state and a zero cell state). At
-every step its input is ``[embed(y_{t-1}); c]`` and the output layer sees ``[h_t; c]``::
+Decoder: an RNN over the embedded previous target tokens, started from the encoder's final
+state (an LSTM's hidden and cell states; with ``decoder_init: hidden`` the hidden state and
+a zero cell state), and an output layer over the vocabulary. Plain (Sutskever et al. 2014),
+``c`` enters only through the initial state::
+
+    h_t = RNN(E y_{t-1}, h_{t-1})               logits_t = W_out h_t + b
+
+**Peeky** (``peeky: true``, the one difference from the plain decoder): ``c`` also joins
+the RNN's input at every step and the output layer's input::
 
     h_t = RNN([E y_{t-1}; c], h_{t-1})          logits_t = W_out [h_t; c] + b
 
-With ``peeky: false`` it is the plain Sutskever decoder: ``c`` enters only through the
-initial state. With ``attention: luong`` the decoder output is first combined with a
-Luong "general" attention read of the encoder outputs ``m_s`` (no input feeding, so the
-whole target still runs through the RNN in one call)::
+With ``attention: luong`` the decoder holds a :class:`LuongAttention` that combines each
+RNN output with a "general" attention read of the encoder outputs ``m_s`` (no input
+feeding, so the whole target still runs through the RNN in one call)::
 
     a_ts = softmax_s(h_t^T W_a m_s)    r_t = sum_s a_ts m_s    h~_t = tanh(W_c [h_t; r_t])
 
-The interface that search uses is :meth:`Seq2Seq.encode` and :meth:`Seq2Seq.decode_step`;
-training uses the teacher-forced :meth:`Seq2Seq.forward`.
+The embeddings belong to :class:`Seq2Seq` (as in Joey NMT): the encoder and decoder take
+embedded inputs, so a decoder also serves as an RNN language model. Search uses
+:meth:`Seq2Seq.encode` and :meth:`Seq2Seq.decode_step`; training the teacher-forced
+:meth:`Seq2Seq.forward`.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ _CELLS: dict[str, Any] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 @dataclass
-class State:
+class DecoderState:
     """What the decoder carries between steps. ``select`` gathers batch rows (beams)."""
 
     hidden: Tensor  # (L, B, H)
@@ -49,9 +56,9 @@ class State:
     memory: Tensor | None = None  # (B, S, H): encoder outputs, with attention only
     memory_mask: Tensor | None = None  # (B, S) bool, True at real source tokens
 
-    def select(self, index: Tensor) -> State:
+    def select(self, index: Tensor) -> DecoderState:
         """Rows ``index`` (N,) of every tensor: expands to beams or reorders them."""
-        return State(
+        return DecoderState(
             hidden=self.hidden.index_select(1, index),
             cell=None if self.cell is None else self.cell.index_select(1, index),
             context=self.context.index_select(0, index),
@@ -60,55 +67,46 @@ class State:
         )
 
 
-class Seq2Seq(nn.Module):
-    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> None:
+# --- encoder ---------------------------------------------------------------------------
+class Encoder(nn.Module):
+    """RNN over the embedded source; a bidirectional one's two directions joined to size H."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.cfg = cfg
         E, H, L, p = cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.dropout
-        rnn = _CELLS[cfg.cell]
         dirs = 2 if cfg.bidirectional else 1
-        self.src_embed = nn.Embedding(src_vocab, E, padding_idx=PAD)
-        self.tgt_embed = nn.Embedding(tgt_vocab, E, padding_idx=PAD)
-        self.dropout = nn.Dropout(p)
-        self.encoder = rnn(E, H, L, batch_first=True, dropout=p if L > 1 else 0.0,
-                           bidirectional=cfg.bidirectional)
+        self.rnn = _CELLS[cfg.cell](E, H, L, batch_first=True, dropout=p if L > 1 else 0.0,
+                                    bidirectional=cfg.bidirectional)
         # A bidirectional encoder's two final states per layer are joined into one of size H.
         self.bridge = nn.Linear(dirs * H, H) if cfg.bidirectional else None
         self.memory_proj = nn.Linear(dirs * H, H, bias=False) if cfg.bidirectional else None
-        self.decoder = rnn(E + (H if cfg.peeky else 0), H, L, batch_first=True,
-                           dropout=p if L > 1 else 0.0)
-        if cfg.attention == "luong":
-            self.attn_score = nn.Linear(H, H, bias=False)  # W_a
-            self.attn_combine = nn.Linear(2 * H, H, bias=False)  # W_c
-        out_in = H + (H if cfg.peeky else 0)
-        self.pre_output: nn.Linear | None = None
-        if cfg.tie_embeddings:
-            self.pre_output = nn.Linear(out_in, E)
-            self.output = nn.Linear(E, tgt_vocab)
-            self.output.weight = self.tgt_embed.weight
-        else:
-            self.output = nn.Linear(out_in, tgt_vocab)
 
-    # --- encoder -----------------------------------------------------------------
-    def encode(self, src: Tensor, src_len: Tensor) -> State:
-        """src (B, S) long, padded at the end; src_len (B,) long, >= 1 -> State."""
-        B, S = src.shape
-        emb = self.dropout(self.src_embed(src))  # (B, S, E)
+    def forward(self, emb: Tensor, src_len: Tensor, *, with_memory: bool
+                ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Encode a padded batch.
+
+        Args:
+            emb: embedded source ``(B, S, E)``, padded at the end.
+            src_len: real lengths ``(B,)`` long, each >= 1.
+            with_memory: also return the outputs at every position (for attention).
+
+        Returns:
+            hidden ``(L, B, H)``, cell ``(L, B, H)`` (LSTM) or None, and the outputs
+            ``(B, S, H)`` (zero at padding) or None.
+        """
+        S = emb.shape[1]
         packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out_packed, final = self.encoder(packed)
+        out_packed, final = self.rnn(packed)
         h, c = final if isinstance(final, tuple) else (final, None)  # (L*dirs, B, H)
         if self.bridge is not None:
             h = self._join_directions(h)
             c = None if c is None else self._join_directions(c)
-        if c is not None and self.cfg.decoder_init == "hidden":
-            c = torch.zeros_like(c)  # the decoder's memory cells start empty; h carries the source
-        memory = mask = None
-        if self.cfg.attention != "none":
+        memory = None
+        if with_memory:
             memory, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=S)  # (B, S, dirs*H)
             if self.memory_proj is not None:
                 memory = self.memory_proj(memory)  # (B, S, H)
-            mask = torch.arange(S, device=src.device)[None, :] < src_len.to(src.device)[:, None]  # (B, S)
-        return State(hidden=h, cell=c, context=h[-1], memory=memory, memory_mask=mask)
+        return h, c, memory
 
     def _join_directions(self, x: Tensor) -> Tensor:
         """(L*2, B, H) forward/backward final states -> (L, B, H) via tanh(W [fwd; bwd])."""
@@ -117,46 +115,165 @@ class Seq2Seq(nn.Module):
         assert self.bridge is not None
         return torch.tanh(self.bridge(x))
 
-    # --- decoder -----------------------------------------------------------------
-    def _decode(self, tgt_in: Tensor, state: State) -> tuple[Tensor, State]:
-        """tgt_in (B, T) -> logits (B, T, V), state after the last step."""
-        B, T = tgt_in.shape
-        x = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
-        ctx = state.context[:, None, :].expand(B, T, state.context.shape[-1])  # (B, T, H)
-        if self.cfg.peeky:
-            x = torch.cat([x, ctx.to(x.dtype)], dim=-1)  # (B, T, E+H)
-        init = state.hidden if state.cell is None else (state.hidden, state.cell)
-        out, final = self.decoder(x, init)  # out (B, T, H)
-        h, c = final if isinstance(final, tuple) else (final, None)
-        if state.memory is not None:
-            out = self._attend(out, state.memory, state.memory_mask)  # (B, T, H)
-        if self.cfg.peeky:
+
+# --- attention -------------------------------------------------------------------------
+class LuongAttention(nn.Module):
+    """Luong "general" attention: ``h~_t = tanh(W_c [h_t; sum_s softmax_s(h_t^T W_a m_s) m_s])``."""
+
+    def __init__(self, hidden_dim: int) -> None:
+        super().__init__()
+        self.score = nn.Linear(hidden_dim, hidden_dim, bias=False)  # W_a
+        self.combine = nn.Linear(2 * hidden_dim, hidden_dim, bias=False)  # W_c
+
+    def forward(self, out: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        """out (B, T, H), memory (B, S, H), mask (B, S) bool -> h~ (B, T, H)."""
+        return torch.tanh(self.combine(torch.cat([out, self.read(out, memory, mask)], dim=-1)))
+
+    def weights(self, out: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        """The alignment ``a`` (B, T, S): each target step's distribution over source positions."""
+        scores = torch.bmm(self.score(out), memory.transpose(1, 2))  # (B, T, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        return torch.softmax(scores.float(), dim=-1).to(memory.dtype)
+
+    def read(self, out: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
+        """r (B, T, H): the attention-weighted sum of ``memory``, in ``out``'s dtype."""
+        return torch.bmm(self.weights(out, memory, mask), memory).to(out.dtype)
+
+
+# --- decoder ---------------------------------------------------------------------------
+class Decoder(nn.Module):
+    """RNN over embedded target tokens and an output layer; peeky and attention optional.
+
+    ``tie_to``: an embedding of size (V, E) whose weight the output layer shares (through a
+    projection to E first).
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, tie_to: nn.Embedding | None = None) -> None:
+        super().__init__()
+        E, H, L, p = cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.dropout
+        self.peeky = cfg.peeky
+        context = H if cfg.peeky else 0  # peeky: c joins the RNN input and the output layer input
+        self.rnn = _CELLS[cfg.cell](E + context, H, L, batch_first=True, dropout=p if L > 1 else 0.0)
+        self.attention = LuongAttention(H) if cfg.attention == "luong" else None
+        self.dropout = nn.Dropout(p)
+        self.pre_output: nn.Linear | None = None
+        if tie_to is not None:
+            self.pre_output = nn.Linear(H + context, E)
+            self.output = nn.Linear(E, vocab_size)
+            self.output.weight = tie_to.weight
+        else:
+            self.output = nn.Linear(H + context, vocab_size)
+
+    def forward(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Run ``T`` steps (teacher forcing, or one step of search).
+
+        Args:
+            emb: embedded previous target tokens ``(B, T, E)``.
+            state: the state before the first of them: hidden ``(L, B, H)``, cell
+                ``(L, B, H)`` or None, context ``(B, H)``, memory ``(B, S, H)`` and its
+                mask ``(B, S)`` with attention.
+
+        Returns:
+            logits ``(B, T, V)`` and the state after the last step.
+        """
+        out, h, c, ctx = self._run_rnn(emb, state)  # out (B, T, H)
+        if self.attention is not None and state.memory is not None:
+            out = self.attention(out, state.memory, state.memory_mask)  # (B, T, H)
+        if self.peeky:
             out = torch.cat([out, ctx.to(out.dtype)], dim=-1)  # (B, T, 2H)
         out = self.dropout(out)
         if self.pre_output is not None:
             out = self.pre_output(out)  # (B, T, E)
         logits = self.output(out)  # (B, T, V)
-        new_state = State(hidden=h, cell=c, context=state.context, memory=state.memory,
-                          memory_mask=state.memory_mask)
-        return logits, new_state
+        return logits, DecoderState(hidden=h, cell=c, context=state.context, memory=state.memory,
+                                    memory_mask=state.memory_mask)
 
-    def _attend(self, out: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
-        """Luong general attention: out (B, T, H), memory (B, S, H) -> h~ (B, T, H)."""
-        scores = torch.bmm(self.attn_score(out), memory.transpose(1, 2))  # (B, T, S)
-        if mask is not None:
-            scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(memory.dtype)  # (B, T, S)
-        read = torch.bmm(weights, memory)  # (B, T, H)
-        return torch.tanh(self.attn_combine(torch.cat([out, read.to(out.dtype)], dim=-1)))
+    def _run_rnn(self, emb: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """-> RNN outputs (B, T, H), final hidden and cell (L, B, H), the context per step (B, T, H)."""
+        B, T = emb.shape[:2]
+        x = emb
+        ctx = state.context[:, None, :].expand(B, T, state.context.shape[-1])  # (B, T, H)
+        if self.peeky:
+            x = torch.cat([x, ctx.to(x.dtype)], dim=-1)  # (B, T, E+H)
+        init = state.hidden if state.cell is None else (state.hidden, state.cell)
+        out, final = self.rnn(x, init)  # out (B, T, H)
+        h, c = final if isinstance(final, tuple) else (final, None)
+        return out, h, c, ctx
 
-    def decode_step(self, prev: Tensor, state: State) -> tuple[Tensor, State]:
-        """prev (B,) long: the previous target token -> logits (B, V), next state."""
-        logits, new_state = self._decode(prev[:, None], state)
+    def alignment(self, emb: Tensor, state: DecoderState) -> Tensor:
+        """The attention weights ``(B, T, S)`` of each of the ``T`` steps over the source."""
+        if self.attention is None or state.memory is None:
+            raise ValueError("this model has no attention (model.attention: none)")
+        out, _, _, _ = self._run_rnn(emb, state)
+        return self.attention.weights(out, state.memory, state.memory_mask)
+
+
+# --- the whole model -------------------------------------------------------------------
+class Seq2Seq(nn.Module):
+    """Source and target embeddings, an :class:`Encoder` and a :class:`Decoder`.
+
+    The narrow interface: :meth:`encode` and :meth:`decode_step` for search
+    (``search.SearchModel``), :meth:`forward` (the whole target in one RNN call) for training.
+    """
+
+    def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = nn.Embedding(src_vocab, cfg.embed_dim, padding_idx=PAD)
+        self.tgt_embed = nn.Embedding(tgt_vocab, cfg.embed_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg, tgt_vocab, tie_to=self.tgt_embed if cfg.tie_embeddings else None)
+        self._register_load_state_dict_pre_hook(_upgrade_hook)
+
+    def encode(self, src: Tensor, src_len: Tensor) -> DecoderState:
+        """Encode a batch into the decoder's initial state.
+
+        Args:
+            src: source ids ``(B, S)`` long, padded with PAD at the end.
+            src_len: real lengths ``(B,)`` long, each >= 1.
+
+        Returns:
+            the state before the first target step: hidden ``(L, B, H)``, cell ``(L, B, H)``
+            (LSTM) or None, context ``(B, H)``; with attention, memory ``(B, S, H)`` and its
+            mask ``(B, S)``, True at real tokens.
+        """
+        S = src.shape[1]
+        attend = self.cfg.attention != "none"
+        h, c, memory = self.encoder(self.dropout(self.src_embed(src)), src_len, with_memory=attend)
+        if c is not None and self.cfg.decoder_init == "hidden":
+            c = torch.zeros_like(c)  # the decoder's memory cells start empty; h carries the source
+        mask = None
+        if attend:
+            mask = torch.arange(S, device=src.device)[None, :] < src_len.to(src.device)[:, None]  # (B, S)
+        return DecoderState(hidden=h, cell=c, context=h[-1], memory=memory, memory_mask=mask)
+
+    def decode(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """tgt_in ``(B, T)`` long: previous target tokens -> logits ``(B, T, V)``, state after them."""
+        return self.decoder(self.dropout(self.tgt_embed(tgt_in)), state)
+
+    def decode_step(self, prev: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One search step.
+
+        Args:
+            prev: the previous target token of each row ``(N,)`` long (BOS at the start).
+            state: the rows' state (N rows; :meth:`DecoderState.select` makes beams of them).
+
+        Returns:
+            next-token logits ``(N, V)`` and the state after this step.
+        """
+        logits, new_state = self.decode(prev[:, None], state)
         return logits[:, 0], new_state
 
+    def alignment(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
+        """Attention weights ``(B, T, S)``: how much each target step (fed ``tgt_in``, ``(B, T)``)
+        reads each source position of ``src`` ``(B, S)``. Only for ``model.attention: luong``."""
+        return self.decoder.alignment(self.dropout(self.tgt_embed(tgt_in)), self.encode(src, src_len))
+
     def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing: the whole target in one RNN call. -> logits (B, T, V)."""
-        logits, _ = self._decode(tgt_in, self.encode(src, src_len))
+        """Teacher forcing: src ``(B, S)``, src_len ``(B,)``, tgt_in ``(B, T)`` -> logits ``(B, T, V)``."""
+        logits, _ = self.decode(tgt_in, self.encode(src, src_len))
         return logits
 
 
@@ -166,3 +283,29 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --- checkpoints written before the encoder and decoder were modules of their own ----------
+_LEGACY = (("encoder.", "encoder.rnn."), ("bridge.", "encoder.bridge."), ("memory_proj.", "encoder.memory_proj."),
+           ("decoder.", "decoder.rnn."), ("attn_score.", "decoder.attention.score."),
+           ("attn_combine.", "decoder.attention.combine."), ("pre_output.", "decoder.pre_output."),
+           ("output.", "decoder.output."))
+
+
+def upgrade_state_dict(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Tensor names of a flat-layout checkpoint (``encoder.weight_ih_l0``, ``output.bias``)
+    -> this layout's (``encoder.rnn.weight_ih_l0``, ``decoder.output.bias``); others as they are.
+    The parameters' order, and so an optimizer state saved with them, is the same in both."""
+    if "encoder.weight_ih_l0" not in weights:
+        return weights
+    renamed = {}
+    for key, value in weights.items():
+        new = next((to + key[len(old):] for old, to in _LEGACY if key.startswith(old)), key)
+        renamed[new] = value
+    return renamed
+
+
+def _upgrade_hook(state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` accepts the flat layout too (see :func:`upgrade_state_dict`)."""
+    ours = {k[len(prefix):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(prefix)}
+    state_dict.update({prefix + k: v for k, v in upgrade_state_dict(ours).items()})

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import _run
+from .errors import run_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"({summary['examples']:,} examples)", flush=True)
         return 0
 
-    return _run(work)  # a user error: one line on stderr, exit status 1, as for train.py
+    return run_command(work)  # a user error: one line on stderr, exit status 1, as for train.py
 
 
 if __name__ == "__main__":

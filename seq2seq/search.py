@@ -33,18 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_Self = TypeVar("_Self", bound="State")
+_Self = TypeVar("_Self", bound="Selectable")
 
 
-class State(Protocol):
-    """Decoder state for N rows; search only gathers rows of it."""
+class Selectable(Protocol):
+    """A decoder state for N rows (e.g. ``model.DecoderState``): search only gathers rows of it."""
 
     def select(self: _Self, index: Tensor) -> _Self:
         """Rows ``index`` (M,) long of this state, as a state for M rows."""
         ...
 
 
-S = TypeVar("S", bound=State)
+S = TypeVar("S", bound=Selectable)
 
 
 class SearchModel(Protocol[S]):

@@ -59,7 +59,8 @@ from . import checkpoint
 from .config import SECTIONS, Config, ConfigError, from_dict, load_config, parse_override
 from .corpus import load_split
 from .device import select_device
-from .evaluation import DEFAULT_BUCKETS, bleu_by_length, score
+from .errors import run_command
+from .evaluation import DEFAULT_BUCKETS, LENGTH_UNITS, evaluate_split
 from .model import count_parameters
 from .training import RUN_CONFIG, DivergedError, TrainError, train
 from .translation import Translator
@@ -187,7 +188,7 @@ def load_sweep(path: str | Path, *, quick: bool = False, extra: Sequence[str] = 
     if metric not in METRICS:
         raise ConfigError(f"{where}: metric: must be one of {', '.join(METRICS)}; got {metric!r}")
     unit = str(spec.get("length_unit", "words"))
-    if unit not in ("words", "chars"):
+    if unit not in LENGTH_UNITS:
         raise ConfigError(f"{where}: length_unit: must be words or chars; got {unit!r}")
     edges = spec.get("length_edges", list(DEFAULT_BUCKETS))
     if not isinstance(edges, list) or not all(isinstance(e, int) for e in edges) or edges != sorted(set(edges)):
@@ -307,26 +308,15 @@ def evaluate_test(run_dir: Path, sweep: Sweep) -> dict[str, Any]:
     loaded.model.to(device)
     pairs = load_split(cfg.data, cfg.data.test_split)
     translator = Translator(loaded.model, loaded.src_tok, loaded.tgt_tok, cfg.data, cfg.decode, device)
-    hyps = translator.translate_best([s for s, _ in pairs], beam_size=1)
-    refs = [t for _, t in pairs]
-    s = score(hyps, refs)
-    lengths = [len(src.strip()) if sweep.length_unit == "chars" else len(src.split()) for src, _ in pairs]
-    buckets = []
-    for b, idx in zip(bleu_by_length(lengths, hyps, refs, sweep.length_edges), _groups(lengths, sweep.length_edges)):
-        exact = 100.0 * sum(hyps[i] == refs[i] for i in idx) / len(idx)
-        buckets.append({"label": b.label, "n": b.n, "bleu": b.bleu, "exact_match": exact})
+    ev = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam_size=1,
+                        edges=sweep.length_edges, length_unit=sweep.length_unit)
+    s = ev.scores
+    buckets = [{"label": b.label, "n": b.n, "bleu": b.bleu, "exact_match": exact}
+               for b, exact in zip(ev.buckets, ev.bucket_exact_match)]
     result = {"exact_match": s.exact_match, "bleu": s.bleu, "chrf": s.chrf, "n": s.n,
               "params": count_parameters(loaded.model), "buckets": buckets}
     cache.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
-
-
-def _groups(lengths: Sequence[int], edges: Sequence[int]) -> list[list[int]]:
-    """Indices per length bucket, non-empty ones only, as :func:`bleu_by_length` buckets them."""
-    groups: list[list[int]] = [[] for _ in range(len(edges) + 1)]
-    for i, n in enumerate(lengths):
-        groups[next((j for j, hi in enumerate(edges) if n <= hi), len(edges))].append(i)
-    return [g for g in groups if g]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -517,9 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_sweep(sweep, out, jobs=args.jobs)
         return 0
 
-    from .cli import _run
-
-    return _run(run)
+    return run_command(run, (TrainError,))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from . import checkpoint, distributed
 from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
-from .config import Config, load_config
+from .config import Config
 from .corpus import Pair, load_corpus
 from .device import autocast as device_autocast
 from .device import describe as describe_precision
@@ -44,12 +44,11 @@ from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
 from .model import Seq2Seq, build_model, count_parameters
+from .rundir import RUN_CONFIG, Progress, check_run_dir, restore, save_last
 from .store import Store
 from .tokenization import PAD, Tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
-from .translation import Translator
-
-RUN_CONFIG = "config.yaml"
+from .translation import Alignment, Translator
 
 
 class TrainError(RuntimeError):
@@ -204,113 +203,7 @@ def catch_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-# --- the run directory ---------------------------------------------------------------
-def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> None:
-    """Refuse a directory that is not writable or holds another run (unless asked)."""
-    holds_run = any((out / n).exists() for n in (RUN_CONFIG, "last", "best", "metrics.jsonl"))
-    if resume:
-        if not holds_run:
-            raise TrainError(f"{out}: nothing to resume (no run in this directory)")
-        try:
-            saved = load_config(out / RUN_CONFIG)
-        except Exception as e:  # noqa: BLE001 - reported in one line
-            raise TrainError(f"{out / RUN_CONFIG}: cannot read the run's config ({e})") from None
-        for section in ("data", "model"):
-            if getattr(saved, section) != getattr(cfg, section):
-                raise TrainError(f"{out}: holds a run with a different {section} config; "
-                                 "resume it with its own config, or use another --out")
-    elif holds_run and not overwrite:
-        raise TrainError(f"{out}: already holds a run; add --resume to continue it, "
-                         "--overwrite to replace it, or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise TrainError(f"{out}: output directory is not writable ({e.strerror})") from None
-    if overwrite and not resume:
-        import shutil
-
-        for name in ("last", "best", "last.old", "best.old", "last.tmp", "best.tmp"):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        for name in (RUN_CONFIG, "metrics.jsonl"):
-            (out / name).unlink(missing_ok=True)
-
-
-# --- the loop ------------------------------------------------------------------------
-@dataclass
-class Progress:
-    """Everything about where training stands that ``--resume`` restores."""
-
-    epoch: int = 0  # the epoch in progress (0-based)
-    batch_in_epoch: int = 0  # batches of that epoch already done
-    step: int = 0  # optimizer steps taken, over the whole run
-    best_bleu: float = -1.0  # the best validation score of train.best_metric (BLEU by default; the
-    # name is kept so that older checkpoints resume)
-    bad_epochs: int = 0  # epochs without a better validation BLEU (early stopping)
-    plateau_epochs: int = 0  # the same, for the learning-rate schedule
-    lr_scale: float = 1.0  # reduce-on-plateau factor
-    skipped_steps: int = 0  # NaN/inf losses skipped
-    elapsed: float = 0.0  # training seconds before this process
-    wandb_id: str | None = None
-    done: bool = False  # stopped early (patience or max_steps); a finished epoch count is not "done"
-
-
-def save_last(out: Path, cfg: Config, model: Seq2Seq, data: Data, optimizer: torch.optim.Optimizer,
-              progress: Progress, world: World = distributed.SINGLE) -> None:
-    """Write ``last/`` from rank 0, with every rank's random number generator state (every
-    rank calls this; the others wait until it is written)."""
-    rng = world.gather(_rng_state())
-
-    def write() -> None:
-        tensors, optim_meta = checkpoint.optimizer_to_tensors(optimizer.state_dict())
-        for rank, states in enumerate(rng):
-            tensors.update({_rng_key(name, rank): state for name, state in states.items()})
-        state = {"progress": vars(progress), "optimizer": optim_meta, "python_rng": random.getstate()}
-        checkpoint.save(out / "last", config=cfg, model=model, src_tok=data.src_tok, tgt_tok=data.tgt_tok,
-                        trainer_tensors=tensors, trainer_state=state)
-
-    world.main_only(write)
-
-
-def _rng_state() -> dict[str, Tensor]:
-    states = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
-
-
-def _rng_key(name: str, rank: int) -> str:
-    return f"rng.{name}" if rank == 0 else f"rng.{name}.{rank}"  # rank 0's as a one-process run saves it
-
-
-def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, rank: int = 0) -> Progress:
-    tensors, state = checkpoint.load_trainer(out / "last")
-    try:
-        progress = Progress(**state["progress"])
-        if not reset_optimizer:
-            optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
-        random.setstate(_as_tuple(state["python_rng"]))
-        own = _rng_key("torch", rank)
-        torch.set_rng_state(tensors.get(own, tensors["rng.torch"]))
-        if own not in tensors:  # a rank the saved run did not have: a generator of its own
-            torch.manual_seed(int(torch.randint(2**62, ())) + rank)
-        cuda = _rng_key("cuda", rank) if _rng_key("cuda", rank) in tensors else "rng.cuda"
-        if cuda in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors[cuda])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or foreign trainer state
-        where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
-        reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
-        raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason})") from None
-    return progress
-
-
-def _as_tuple(x: Any) -> Any:
-    return tuple(_as_tuple(v) for v in x) if isinstance(x, list) else x
-
-
+# --- one step ------------------------------------------------------------------------
 def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, cfg: Config, tf_ratio: float,
                autocast: Any, world: World = distributed.SINGLE) -> tuple[Tensor, int, Tensor, bool]:
     """One optimizer step on ``batch``, this rank's share of the step's global batch.
@@ -424,172 +317,236 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     """
     world = distributed.setup(select_device(cfg.train.device))
     try:
-        return _train(cfg, out, world, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
+        trainer = Trainer.start(cfg, out, world, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
+        return trainer.fit()
     finally:
         distributed.teardown(world)
 
 
-def _train(cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
-           reset_optimizer: bool) -> dict[str, Any]:
-    say = world.print  # rank 0 speaks for all
-    world.main_only(lambda: check_run_dir(out, cfg, resume=resume, overwrite=overwrite))
-    random.seed(cfg.train.seed)
-    torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
-    say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
+Stop = Literal["epoch_done", "max_steps", "signal"]  # why an epoch's loop ended (divergence raises)
 
-    tokenizers = None
-    if resume:
-        loaded = checkpoint.load(out / "last")
-        tokenizers = (loaded.src_tok, loaded.tgt_tok)
-    data = prepare_data(cfg, tokenizers)  # every rank: the same data (or store) in the same order
-    for line in data.report:
-        say(line, flush=True)
-    # on resume: train.* may have changed
-    world.main_only(lambda: (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8"))
 
-    model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
-    if resume:
-        model.load_state_dict(loaded.model.state_dict())
-    model.to(world.device).train()
-    net = distributed.replicate(TrainingForward(model), world)  # DDP with several ranks
-    if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)
-        torch.manual_seed(cfg.train.seed + 1_000_003 * world.rank)
-    ranks = f", {world.size} processes of batch_size {cfg.train.batch_size}" if world.size > 1 else ""
-    say(f"model: {count_parameters(model):,} parameters, device {world.device}{ranks}, "
-        f"{describe_precision(cfg.train.bf16, world.device)}, {torch.get_num_threads()} threads", flush=True)
-    fused = world.device.type == "cuda"
-    optimizer: torch.optim.Optimizer = (
-        torch.optim.SGD(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        if cfg.train.optimizer == "sgd" else
-        torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=fused or None))
-    progress = restore(out, optimizer, reset_optimizer, world.rank) if resume else Progress()
-    if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
-        progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
-                            best_bleu=progress.best_bleu, skipped_steps=progress.skipped_steps,
-                            elapsed=progress.elapsed, wandb_id=progress.wandb_id)
-    if progress.done or progress.epoch >= cfg.train.epochs:
-        say(f"{out}: training already finished (best valid {METRIC_NAMES[cfg.train.best_metric]} "
-            f"{progress.best_bleu:.2f})")
-        return {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch}
-    world.main_only(lambda: truncate_metrics(out, progress.step))
-    autocast = device_autocast(cfg.train.bf16, world.device)
-    tracker = Tracker(cfg, out, rank=world.rank, resume_id=progress.wandb_id)  # rank 0 logs, the others not
-    progress.wandb_id = tracker.run_id
-    flag = StopFlag()
-    epoch_steps = steps_per_epoch(data, cfg, world)
-    total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
-    start = time.perf_counter() - progress.elapsed
-    consecutive_bad = 0
-    signum = 0  # the signal that stops training, once every rank knows of it
-    try:
-        with catch_signals(flag):
-            while progress.epoch < cfg.train.epochs and not progress.done and not signum:
-                tf = teacher_forcing_ratio(progress.epoch, cfg)
-                batches = epoch_batches(train_chunks(data, seed=cfg.train.seed * 1000 + progress.epoch),
-                                        batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
-                                        reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
-                                        skip=progress.batch_in_epoch)
-                bar = _progress_bar(cfg, epoch_steps, progress) if world.is_main else None
-                window = Window(world.device)
-                for batch in batches:
-                    batch = batch.to(world.device, non_blocking=True)
-                    lr = cfg.train.lr * progress.lr_scale * lr_factor(progress.step, total_steps, cfg)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss_sum, tokens, norm, ok = train_step(net, batch, optimizer, cfg, tf, autocast, world)
-                    progress.batch_in_epoch += 1
-                    if bar is not None:
-                        bar.update(1)
-                    if not ok:
-                        progress.skipped_steps += 1
-                        consecutive_bad += 1
-                        say(f"warning: non-finite loss or gradient at step {progress.step}; step skipped",
-                            file=sys.stderr)
-                        if consecutive_bad >= cfg.train.max_bad_steps:
-                            kept = (f"The last good checkpoint is {out / 'last'}" if (out / "last").exists()
-                                    else "No checkpoint was written yet")
-                            raise DivergedError(f"loss was NaN/inf for {consecutive_bad} steps in a row "
-                                                f"(step {progress.step}); stopped. {kept}")
-                        continue
-                    consecutive_bad = 0
-                    progress.step += 1
-                    window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
-                    signum = world.max(flag.signum or 0)  # a signal to any rank stops all after this step
-                    stopping = signum or (cfg.train.max_steps and progress.step >= cfg.train.max_steps)
-                    if progress.step % cfg.train.log_every == 0 or stopping:
-                        _log_window(window, lr, tf, progress, tracker, bar)
-                    if stopping:  # the window's steps were logged above, so none are lost
+@dataclass
+class Trainer:
+    """One training run: what it trains, on what, and where it stands. :meth:`fit` is the loop."""
+
+    cfg: Config
+    out: Path
+    world: World
+    data: Data
+    model: Seq2Seq
+    net: nn.Module  # TrainingForward(model), in DDP with several ranks
+    optimizer: torch.optim.Optimizer
+    progress: Progress
+    autocast: Any = field(default_factory=nullcontext)
+    tracker: Tracker | None = None
+    flag: StopFlag = field(default_factory=StopFlag)
+    started: float = 0.0  # perf_counter() at the run's start, less the time of earlier processes
+    consecutive_bad: int = 0  # NaN/inf steps in a row
+    signum: int = 0  # the signal that stops training, once every rank knows of it
+
+    @classmethod
+    def start(cls, cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
+              reset_optimizer: bool) -> Trainer:
+        """Check the run directory, prepare the data, build (or restore) model and optimizer."""
+        say = world.print  # rank 0 speaks for all
+        world.main_only(lambda: check_run_dir(out, cfg, resume=resume, overwrite=overwrite))
+        random.seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
+        loaded = checkpoint.load(out / "last") if resume else None
+        data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None)  # every rank alike
+        for line in data.report:
+            say(line, flush=True)
+        world.main_only(lambda: (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8"))  # train.* may change
+        model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
+        if loaded is not None:
+            model.load_state_dict(loaded.model.state_dict())
+        model.to(world.device).train()
+        net = distributed.replicate(TrainingForward(model), world)  # DDP with several ranks
+        if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)
+            torch.manual_seed(cfg.train.seed + 1_000_003 * world.rank)
+        ranks = f", {world.size} processes of batch_size {cfg.train.batch_size}" if world.size > 1 else ""
+        say(f"model: {count_parameters(model):,} parameters, device {world.device}{ranks}, "
+            f"{describe_precision(cfg.train.bf16, world.device)}, {torch.get_num_threads()} threads", flush=True)
+        optimizer = make_optimizer(model, cfg, world.device)
+        progress = restore(out, optimizer, reset_optimizer, world.rank) if resume else Progress()
+        if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
+            progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
+                                best=progress.best, skipped_steps=progress.skipped_steps,
+                                elapsed=progress.elapsed, wandb_id=progress.wandb_id)
+        return cls(cfg, out, world, data, model, net, optimizer, progress,
+                   autocast=device_autocast(cfg.train.bf16, world.device))
+
+    # --- the loop ----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Epochs until ``train.epochs``, early stopping, ``max_steps`` or a signal; -> summary."""
+        cfg, p, say = self.cfg, self.progress, self.world.print
+        if p.done or p.epoch >= cfg.train.epochs:
+            say(f"{self.out}: training already finished (best valid {self.metric_name} {p.best:.2f})")
+            return {"best": p.best, "step": p.step, "epoch": p.epoch}
+        self.world.main_only(lambda: truncate_metrics(self.out, p.step))
+        self.tracker = Tracker(cfg, self.out, rank=self.world.rank, resume_id=p.wandb_id)  # rank 0 logs
+        p.wandb_id = self.tracker.run_id
+        self.started = time.perf_counter() - p.elapsed
+        try:
+            with catch_signals(self.flag):
+                while p.epoch < cfg.train.epochs and not p.done:
+                    stop = self.run_epoch()
+                    if stop == "signal":
                         break
-                if window.steps:  # the epoch's last steps since a record
-                    _log_window(window, lr, tf, progress, tracker, bar)
-                if bar is not None:
-                    bar.close()
-                if signum:
-                    break
-                # the epoch's batches are done, or max_steps is reached
-                _end_epoch(cfg, out, model, data, progress, tracker, autocast, start, world)
-                if cfg.train.max_steps and progress.step >= cfg.train.max_steps:
-                    progress.done = True
-                progress.elapsed = time.perf_counter() - start
-                save_last(out, cfg, model, data, optimizer, progress, world)
-            signum = signum or world.max(flag.signum or 0)  # also a signal after the last step
-            if signum:  # saved with the handlers still in place: a second signal cannot cut it short
-                progress.elapsed = time.perf_counter() - start
-                save_last(out, cfg, model, data, optimizer, progress, world)
-    finally:
-        tracker.finish()
-    if signum:
-        name = signal.Signals(signum).name
-        say(f"\n{name}: saved {out / 'last'} at step {progress.step}; continue with --resume", file=sys.stderr)
-        raise SystemExit(128 + signum)
-    summary = {"best_bleu": progress.best_bleu, "step": progress.step, "epoch": progress.epoch,
-               "skipped_steps": progress.skipped_steps, "seconds": round(progress.elapsed, 1)}
-    say(f"done: best valid {METRIC_NAMES[cfg.train.best_metric]} {progress.best_bleu:.2f} after "
-        f"{progress.epoch} epochs, {progress.step} steps, {progress.elapsed:.0f} s; checkpoint {out / 'best'}",
-        flush=True)
-    return summary
+                    self.end_epoch()  # validate, early stopping, best/
+                    p.done = p.done or stop == "max_steps"
+                    self.save_last()
+                # a signal during the last step, or its save: saved with the handlers still in place
+                self.signum = self.signum or self.world.max(self.flag.signum or 0)
+                if self.signum:
+                    self.save_last()
+        finally:
+            self.tracker.finish()
+        if self.signum:
+            say(f"\n{signal.Signals(self.signum).name}: saved {self.out / 'last'} at step {p.step}; "
+                "continue with --resume", file=sys.stderr)
+            raise SystemExit(128 + self.signum)
+        say(f"done: best valid {self.metric_name} {p.best:.2f} after {p.epoch} epochs, {p.step} steps, "
+            f"{p.elapsed:.0f} s; checkpoint {self.out / 'best'}", flush=True)
+        return {"best": p.best, "step": p.step, "epoch": p.epoch, "skipped_steps": p.skipped_steps,
+                "seconds": round(p.elapsed, 1)}
+
+    @property
+    def metric_name(self) -> str:
+        return METRIC_NAMES[self.cfg.train.best_metric]
+
+    # --- an epoch ----------------------------------------------------------------------
+    def run_epoch(self) -> Stop:
+        """The rest of the current epoch's batches (from ``batch_in_epoch`` on resume)."""
+        cfg, p, world = self.cfg, self.progress, self.world
+        tf = teacher_forcing_ratio(p.epoch, cfg)
+        batches = epoch_batches(train_chunks(self.data, seed=cfg.train.seed * 1000 + p.epoch),
+                                batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
+                                reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
+                                skip=p.batch_in_epoch)
+        epoch_steps = steps_per_epoch(self.data, cfg, world)
+        total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
+        bar = _progress_bar(cfg, epoch_steps, p) if world.is_main else None
+        window = Window(world.device)
+        stop: Stop = "epoch_done"
+        lr = 0.0
+        for batch in batches:
+            lr = self.set_lr(total_steps)
+            loss_sum, tokens, norm, ok = train_step(self.net, batch.to(world.device, non_blocking=True),
+                                                    self.optimizer, cfg, tf, self.autocast, world)
+            p.batch_in_epoch += 1
+            if bar is not None:
+                bar.update(1)
+            if not self.step_was_finite(ok):
+                continue
+            p.step += 1
+            window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
+            self.signum = world.max(self.flag.signum or 0)  # a signal to any rank stops all after this step
+            if self.signum:
+                stop = "signal"
+            elif cfg.train.max_steps and p.step >= cfg.train.max_steps:
+                stop = "max_steps"
+            if p.step % cfg.train.log_every == 0 or stop != "epoch_done":
+                self.log_window(window, lr, tf, bar)
+            if stop != "epoch_done":  # the window's steps were logged above, so none are lost
+                break
+        if window.steps:  # the epoch's last steps since a record
+            self.log_window(window, lr, tf, bar)
+        if bar is not None:
+            bar.close()
+        return stop
+
+    def set_lr(self, total_steps: int) -> float:
+        """The learning rate of the next step: base x plateau factor x warm-up/cosine."""
+        p = self.progress
+        lr = self.cfg.train.lr * p.lr_scale * lr_factor(p.step, total_steps, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def step_was_finite(self, ok: bool) -> bool:
+        """The NaN guard: count a skipped step; ``max_bad_steps`` of them in a row end the run."""
+        p = self.progress
+        if ok:
+            self.consecutive_bad = 0
+            return True
+        p.skipped_steps += 1
+        self.consecutive_bad += 1
+        self.world.print(f"warning: non-finite loss or gradient at step {p.step}; step skipped", file=sys.stderr)
+        if self.consecutive_bad >= self.cfg.train.max_bad_steps:
+            kept = (f"The last good checkpoint is {self.out / 'last'}" if (self.out / "last").exists()
+                    else "No checkpoint was written yet")
+            raise DivergedError(f"loss was NaN/inf for {self.consecutive_bad} steps in a row "
+                                f"(step {p.step}); stopped. {kept}")
+        return False
+
+    def log_window(self, window: Window, lr: float, tf: float, bar: Any) -> None:
+        assert self.tracker is not None
+        record = window.record(lr, tf, self.progress.epoch + 1)
+        self.tracker.log(record, self.progress.step)
+        if bar is not None:
+            bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")
+
+    # --- the epoch's end ---------------------------------------------------------------
+    def end_epoch(self) -> None:
+        """Validate (rank 0; every rank gets its numbers), log, then early stopping, the
+        plateau schedule and best/ (alike on every rank)."""
+        cfg, p, world, data = self.cfg, self.progress, self.world, self.data
+        assert self.tracker is not None
+        metrics, samples = validate(self.model, data, cfg, world.device, self.autocast) if world.is_main else ({}, [])
+        metrics = world.broadcast(metrics)
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        metrics.update({"epoch": p.epoch, "time/seconds": time.perf_counter() - self.started,
+                        "train/skipped_steps": p.skipped_steps})
+        self.tracker.log(metrics, p.step)
+        self.tracker.log_samples(samples, p.epoch, p.step)
+        if world.is_main and cfg.model.attention != "none" and self.tracker.wants_images:
+            self.tracker.log_alignments(self.alignments(), p.step)
+        world.print(f"epoch {p.epoch}: valid loss {metrics['valid/loss']:.3f} ppl {metrics['valid/ppl']:.2f} "
+                    f"BLEU {metrics['valid/bleu']:.2f} chrF {metrics['valid/chrf']:.2f} "
+                    f"exact {metrics['valid/exact_match']:.1f}%", flush=True)
+        for src, ref, hyp in samples[:3]:
+            print(f"  {src!r} -> {hyp!r} (ref {ref!r})", flush=True)
+        value = metrics[f"valid/{cfg.train.best_metric}"]
+        if value > p.best:
+            p.best = value
+            p.bad_epochs = p.plateau_epochs = 0
+            world.main_only(lambda: checkpoint.save(self.out / "best", config=cfg, model=self.model,
+                                                    src_tok=data.src_tok, tgt_tok=data.tgt_tok))
+            self.tracker.summary({f"best/valid_{cfg.train.best_metric}": value, "best/epoch": p.epoch})
+            return
+        p.bad_epochs += 1
+        p.plateau_epochs += 1
+        if cfg.train.lr_schedule == "plateau" and p.plateau_epochs > cfg.train.lr_patience:
+            p.lr_scale *= cfg.train.lr_factor
+            p.plateau_epochs = 0
+        if p.bad_epochs >= cfg.train.patience:
+            world.print(f"early stop: no better validation {self.metric_name} for {p.bad_epochs} epochs", flush=True)
+            p.done = True
+
+    def alignments(self, n: int = 2) -> list[Alignment]:
+        """The attention of the first ``n`` validation sentences (greedy), for W&B."""
+        translator = Translator(self.model, self.data.src_tok, self.data.tgt_tok, self.cfg.data, self.cfg.decode,
+                                self.world.device)
+        with self.autocast:
+            return [translator.alignment(src, beam_size=1) for src, _ in self.data.valid_pairs[:n] if src.strip()]
+
+    def save_last(self) -> None:
+        self.progress.elapsed = time.perf_counter() - self.started
+        save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
+                  self.progress, self.world)
 
 
-def _log_window(window: Window, lr: float, tf: float, progress: Progress, tracker: Tracker, bar: Any) -> None:
-    record = window.record(lr, tf, progress.epoch + 1)
-    tracker.log(record, progress.step)
-    if bar is not None:
-        bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")
-
-
-def _end_epoch(cfg: Config, out: Path, model: Seq2Seq, data: Data, progress: Progress, tracker: Tracker,
-               autocast: Any, start: float, world: World) -> None:
-    """Validate (rank 0; every rank gets its numbers), log, update early stopping and the
-    plateau schedule alike on every rank, save best/."""
-    metrics, samples = validate(model, data, cfg, world.device, autocast) if world.is_main else ({}, [])
-    metrics = world.broadcast(metrics)
-    progress.epoch += 1
-    progress.batch_in_epoch = 0
-    metrics.update({"epoch": progress.epoch, "time/seconds": time.perf_counter() - start,
-                    "train/skipped_steps": progress.skipped_steps})
-    tracker.log(metrics, progress.step)
-    tracker.log_samples(samples, progress.epoch, progress.step)
-    world.print(f"epoch {progress.epoch}: valid loss {metrics['valid/loss']:.3f} ppl {metrics['valid/ppl']:.2f} "
-                f"BLEU {metrics['valid/bleu']:.2f} chrF {metrics['valid/chrf']:.2f} "
-                f"exact {metrics['valid/exact_match']:.1f}%", flush=True)
-    for src, ref, hyp in samples[:3]:
-        print(f"  {src!r} -> {hyp!r} (ref {ref!r})", flush=True)
-    value = metrics[f"valid/{cfg.train.best_metric}"]  # BLEU unless train.best_metric says otherwise
-    if value > progress.best_bleu:
-        progress.best_bleu = value
-        progress.bad_epochs = progress.plateau_epochs = 0
-        world.main_only(lambda: checkpoint.save(out / "best", config=cfg, model=model, src_tok=data.src_tok,
-                                                tgt_tok=data.tgt_tok))
-        tracker.summary({f"best/valid_{cfg.train.best_metric}": value, "best/epoch": progress.epoch})
-    else:
-        progress.bad_epochs += 1
-        progress.plateau_epochs += 1
-        if cfg.train.lr_schedule == "plateau" and progress.plateau_epochs > cfg.train.lr_patience:
-            progress.lr_scale *= cfg.train.lr_factor
-            progress.plateau_epochs = 0
-        if progress.bad_epochs >= cfg.train.patience:
-            world.print(f"early stop: no better validation BLEU for {progress.bad_epochs} epochs", flush=True)
-            progress.done = True
+def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    """Adam (fused on CUDA) or plain SGD, per ``train.optimizer``."""
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
+                            fused=(device.type == "cuda") or None)
 
 
 def _progress_bar(cfg: Config, total: int, progress: Progress) -> Any:

@@ -1,4 +1,4 @@
-"""Test settings: no network, no W&B, small thread counts."""
+"""Test settings: no network, no W&B, small thread counts; the three test tiers."""
 
 import json
 import os
@@ -20,8 +20,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models on shared cores: on
 
 ROOT = Path(__file__).resolve().parent.parent
 # A model that trains in well under a second on the CPU: 360 training pairs, 3 batches an epoch.
+# fp32 (train.bf16=false): tests that compare runs step for step need exact arithmetic; the
+# bf16 path has tests of its own (test_device.py).
 TINY = ("data.size=400", "model.hidden_dim=32", "model.embed_dim=8", "train.epochs=2",
-        "train.progress=false", "train.log_every=2", "decode.batch_size=64")
+        "train.progress=false", "train.log_every=2", "decode.batch_size=64", "train.bf16=false")
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +84,47 @@ def tiny_checkpoint(trained_run: Path) -> Path:
     """The tiny run's best/ checkpoint: it translates dates badly (garbage of varied lengths,
     different for different inputs), which is all the translation plumbing tests need. Read only."""
     return trained_run / "best"
+
+
+# --- test tiers ---------------------------------------------------------------------------
+# Every test is in exactly one tier (README, "Tests"):
+#   unit    in-process and quick: no training run of its own (reading the session's tiny
+#           trained_run is fine), no command's main([...]), no subprocess.
+#           The default: a test with no tier marker is marked unit here.
+#   smoke   end to end: a short training run, a command's main([...]) (train, translate,
+#           evaluate, sweep, bench, prepare, plots), or a subprocess (a script, torchrun,
+#           a fresh interpreter). Mark it ``@pytest.mark.smoke`` (or the module's
+#           ``pytestmark = pytest.mark.smoke`` when every test in it is smoke).
+#   learns  trains a model for tens of seconds and checks that it learned: ``@pytest.mark.learns``.
+# ``python -m pytest -m "not learns"`` runs unit + smoke; ``-m unit`` the fastest loop.
+# tests/test_tiers.py fails if a test has two tier markers, or the retired ``slow`` marker.
+
+TIERS = ("unit", "smoke", "learns")
+RENAMED = {"slow": "learns"}  # old marker -> its tier now
+TIER_PROBLEMS = pytest.StashKey[list[str]]()
+
+
+def tiers_of(item: pytest.Item) -> list[str]:
+    """The tier markers on ``item`` (its own, its class's, its module's), each name once."""
+    return sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker, so that ``-m unit`` sees the default
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problems = []
+    for item in items:
+        tiers = tiers_of(item)
+        if len(tiers) > 1:
+            problems.append(f"{item.nodeid}: {len(tiers)} tier markers ({', '.join(tiers)}); a test has one")
+        for old, new in RENAMED.items():
+            if item.get_closest_marker(old) is not None:
+                problems.append(f"{item.nodeid}: marked {old!r}, which is now the {new!r} tier")
+        if not tiers:
+            item.add_marker(pytest.mark.unit)
+    config.stash[TIER_PROBLEMS] = problems
+
+
+@pytest.fixture(scope="session")
+def tier_problems(pytestconfig: pytest.Config) -> list[str]:
+    """Collected tests (all of them, before ``-m`` or ``-k`` deselects any) without exactly one tier."""
+    return pytestconfig.stash.get(TIER_PROBLEMS, [])

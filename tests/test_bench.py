@@ -20,6 +20,7 @@ TINY_BENCH = ("--quick", "--repeats", "2", "--steps", "2", "--warmup", "1", "--t
               "decode.batch_size=4")
 
 
+@pytest.mark.smoke
 def test_quick_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     assert bench.main([*TINY_BENCH, "--json", str(out)]) == 0
@@ -49,6 +50,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureF
     assert "train_tokens_per_s" in table and "x train_tokens_per_s_tutorial" in table
 
 
+@pytest.mark.smoke
 def test_skipped_phases_leave_no_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [*TINY_BENCH, "--repeats", "1", "--skip", "threshold", "--skip", "decode", "--json", str(out)]

@@ -142,16 +142,16 @@ def test_wrong_shape_missing_and_unexpected_tensors(best: Path) -> None:
     path = best / "model.safetensors"
     weights = load_file(str(path))
     good = dict(weights)
-    weights["decoder.weight_hh_l0"] = torch.zeros(3, 5)
+    weights["decoder.rnn.weight_hh_l0"] = torch.zeros(3, 5)
     save_file(weights, str(path))
-    refused(best, str(path), "tensor decoder.weight_hh_l0 has shape (3, 5)", "expects (128, 32)")
+    refused(best, str(path), "tensor decoder.rnn.weight_hh_l0 has shape (3, 5)", "expects (128, 32)")
 
-    save_file({k: v for k, v in good.items() if k != "output.bias"}, str(path))
-    refused(best, "missing tensors output.bias")
+    save_file({k: v for k, v in good.items() if k != "decoder.output.bias"}, str(path))
+    refused(best, "missing tensors decoder.output.bias")
     save_file({**good, "extra.weight": torch.zeros(2)}, str(path))
     refused(best, "unexpected tensors extra.weight")
-    save_file({**good, "output.bias": good["output.bias"].double()}, str(path))
-    refused(best, "tensor output.bias has dtype torch.float64")
+    save_file({**good, "decoder.output.bias": good["decoder.output.bias"].double()}, str(path))
+    refused(best, "tensor decoder.output.bias has dtype torch.float64")
 
 
 def test_config_with_unknown_key(best: Path) -> None:
@@ -181,6 +181,7 @@ def test_corrupt_tokenizer(best: Path) -> None:
     refused(best, f"{path}: not a tokenizer file")
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("text", ['{"progress": {"epoch": 1, "st', "[1, 2]", "",
                                   '{"progress": {"epoch": 1}}', '{"progress": {"epch": 1}, "optimizer": {}}'],
                          ids=["truncated", "not-object", "empty", "incomplete", "unknown-field"])
@@ -193,6 +194,7 @@ def test_corrupt_trainer_state(text: str, run: Path, tiny_config: Any) -> None:
 
 
 # --- the command line ---------------------------------------------------------------------
+@pytest.mark.smoke
 def test_translate_cli_refuses_a_pickle(best: Path, tmp_path: Path, run_script: Any) -> None:
     marker = tmp_path / "pwned"
     write_pickle(best / "model.safetensors", marker, "torch.save")
@@ -204,6 +206,7 @@ def test_translate_cli_refuses_a_pickle(best: Path, tmp_path: Path, run_script: 
     assert not marker.exists()
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("spoil", ["missing", "truncated", "unknown-key", "tokenizer", "file-not-dir"])
 def test_translate_cli_one_line_errors(spoil: str, best: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = best
@@ -244,6 +247,7 @@ def test_leftover_tmp_from_a_crash(run: Path) -> None:
     checkpoint.load(run / "best")
 
 
+@pytest.mark.smoke
 def test_crash_mid_swap_is_found(run: Path, tiny_config: Any) -> None:
     """A crash between the two renames leaves ``last.old`` and no ``last``: loading and resuming find it."""
     expected = (run / "last" / "model.safetensors").read_bytes()

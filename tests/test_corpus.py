@@ -1,4 +1,5 @@
-"""Tests for seq2seq.corpus: every source, its errors, and the synthetic tasks."""
+"""Tests for seq2seq.corpus, seq2seq.hub and seq2seq.synthetic: every source, its errors, and the
+synthetic tasks."""
 
 from __future__ import annotations
 
@@ -17,20 +18,18 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from seq2seq import corpus  # noqa: E402
+from seq2seq import corpus, hub, synthetic  # noqa: E402
 from seq2seq.config import ConfigError, DataConfig  # noqa: E402
 from seq2seq.corpus import (  # noqa: E402
     CorpusError,
     drop_empty,
     load_corpus,
     load_split,
-    make_addition,
-    make_addition_textbook,
-    make_dates,
     read_jsonl,
     read_parallel_files,
     read_tsv,
 )
+from seq2seq.synthetic import make_addition, make_addition_textbook, make_dates  # noqa: E402
 
 MULTI30K = Path("/work/shared/data/multi30k")
 
@@ -264,7 +263,7 @@ def test_hf_hub_unreachable_without_offline_env(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
-    assert not corpus._hub_reachable(2.0)
+    assert not hub._hub_reachable(2.0)
     start = time.perf_counter()
     msg = error(lambda: load_split(DataConfig(source="hf", path="no-such-dataset"), "train"))
     assert time.perf_counter() - start < 5 and "unreachable" in msg
@@ -340,12 +339,12 @@ def test_dates_meaning_and_formats() -> None:
     years = [int(t[:4]) for _, t in pairs]
     assert 1900 <= min(years) <= 1905 and 2094 <= max(years) <= 2099
     for example in REQUIRED_FORMATS:  # the docs' examples are what the formats write
-        assert example in {f(datetime.date(1994, 9, 27)) for f in corpus.DATE_FORMATS.values()}
+        assert example in {f(datetime.date(1994, 9, 27)) for f in synthetic.DATE_FORMATS.values()}
     assert len({s for s, _ in pairs}) == len(pairs)  # redraws keep sources unique at this size
 
 
 def test_dates_weekdays_across_the_range() -> None:
-    fmt = corpus.DATE_FORMATS["TUESDAY, SEPTEMBER 27, 1994"]
+    fmt = synthetic.DATE_FORMATS["TUESDAY, SEPTEMBER 27, 1994"]
     for d in (datetime.date(1900, 1, 1), datetime.date(1900, 3, 1), datetime.date(2000, 2, 29),
               datetime.date(2099, 12, 31)):
         assert fmt(d).split(",")[0].lower() == zeller_weekday(d.year, d.month, d.day)

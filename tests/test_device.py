@@ -63,6 +63,7 @@ def test_cuda_asked_for_without_cuda_is_one_line() -> None:
     assert dev.select_device("auto") == torch.device("cpu")
 
 
+@pytest.mark.smoke
 def test_omp_wait_policy_is_passive_unless_set() -> None:
     import os
     import subprocess
@@ -75,3 +76,19 @@ def test_omp_wait_policy_is_passive_unless_set() -> None:
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
         == "ACTIVE"
+
+
+@pytest.mark.smoke
+def test_a_bf16_run_on_the_cpu_trains_and_saves_fp32_weights(tmp_path, tiny_config, metrics,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.torch import load_file
+
+    from seq2seq.training import train
+
+    train(tiny_config("train.bf16=true", "train.max_steps=4", "train.log_every=1"), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert "bf16 autocast" in out
+    losses = [r["train/loss"] for r in metrics(tmp_path / "run") if "train/loss" in r]
+    assert len(losses) == 4 and all(0 < x < 10 for x in losses)
+    weights = load_file(str(tmp_path / "run" / "best" / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}  # autocast keeps the master weights fp32

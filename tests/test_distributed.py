@@ -26,6 +26,8 @@ from safetensors.torch import load_file
 
 from seq2seq import checkpoint, distributed
 
+pytestmark = pytest.mark.smoke  # every test here trains or runs a command
+
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 12  # 360 training pairs in global batches of 64: 6 steps an epoch, 2 epochs
 DDP = ("train.batch_size=32", "train.log_every=1")  # per rank; one process takes 64

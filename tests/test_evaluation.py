@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
+from seq2seq import evaluation
 from seq2seq.cli import evaluate_main
 from seq2seq.config import load_config
 from seq2seq.corpus import load_split
@@ -93,6 +94,55 @@ def test_bleu_by_length_default_edges_and_bounds() -> None:
     assert bleu_by_length([], [], []) == []
 
 
+def test_length_groups_are_the_buckets_of_bleu_by_length() -> None:
+    lengths = [1, 10, 11, 20, 35, 99]
+    groups = evaluation.length_groups(lengths, (10, 20, 30))
+    assert groups == [("1-10", [0, 1]), ("11-20", [2, 3]), ("31+", [4, 5])]
+    buckets = bleu_by_length(lengths, ["a"] * 6, ["a"] * 6, (10, 20, 30))
+    assert [(b.label, b.n) for b in buckets] == [(label, len(idx)) for label, idx in groups]
+    assert evaluation.length_groups([]) == []
+
+
+def test_source_lengths_in_words_or_chars() -> None:
+    sources = ["  one two  three ", "", "12+345"]
+    assert evaluation.source_lengths(sources) == evaluation.source_lengths(sources, "words") == [3, 0, 1]
+    assert evaluation.source_lengths(sources, "chars") == [14, 0, 6]
+    with pytest.raises(ValueError, match="length unit must be one of words, chars; got 'tokens'"):
+        evaluation.source_lengths(sources, "tokens")
+
+
+class _Parrot:
+    """A translator that gives canned translations and records how it was called."""
+
+    def __init__(self, hyps: list[str]) -> None:
+        self.hyps = hyps
+        self.calls: list[tuple[list[str], int | None, object]] = []
+
+    def translate_best(self, lines: list[str], *, beam_size: int | None = None, warn: object = None) -> list[str]:
+        self.calls.append((list(lines), beam_size, warn))
+        return self.hyps[: len(lines)]
+
+
+def test_evaluate_split_scores_overall_and_by_length() -> None:
+    sources = ["a b", "a b c d e", "a", "a b c d e f g"]
+    hyps = ["x", "one two three", "y", "p q r s"]
+    refs = ["x", "one two four", "z", "p q r s"]
+    parrot = _Parrot(hyps)
+    warn = print
+    result = evaluation.evaluate_split(parrot, sources, refs, 3, edges=(2, 5), warn=warn)
+    assert parrot.calls == [(sources, 3, warn)]
+    assert result.hyps == hyps
+    assert result.scores == score(hyps, refs)
+    assert result.buckets == bleu_by_length([2, 5, 1, 7], hyps, refs, (2, 5))
+    assert [b.label for b in result.buckets] == ["1-2", "3-5", "6+"]
+    assert result.bucket_exact_match == [50.0, 0.0, 100.0]
+    by_chars = evaluation.evaluate_split(_Parrot(hyps), sources, refs, None, edges=(3,), length_unit="chars")
+    assert [(b.label, b.n) for b in by_chars.buckets] == [("1-3", 2), ("4+", 2)]  # "a b" is 3 characters
+    assert by_chars.bucket_exact_match == [50.0, 50.0]
+    with pytest.raises(ValueError, match="no sentences to score"):
+        evaluation.evaluate_split(_Parrot([]), [], [], None)
+
+
 def test_format_report() -> None:
     scores = Scores(bleu=12.345, chrf=56.789, exact_match=25.0, bleu_signature="nrefs:1|sig-b",
                     chrf_signature="nrefs:1|sig-c", n=4)
@@ -116,6 +166,7 @@ def _report_value(stdout: str, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.smoke
 def test_evaluate_checkpoint_test_split(tiny_checkpoint: Path, tmp_path: Path) -> None:
     hyp_file, json_file = tmp_path / "hyp.txt", tmp_path / "scores.json"
     result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--output", str(hyp_file), "--json", str(json_file))
@@ -149,6 +200,7 @@ def test_evaluate_checkpoint_test_split(tiny_checkpoint: Path, tmp_path: Path) -
     assert _report_value(out, "chrF") == pytest.approx(data["chrf"], abs=0.005)
 
 
+@pytest.mark.smoke
 def test_evaluate_src_ref_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """With --src/--ref: two references are the model's own output (exact match 50%), one long
     source lands in the 11-20 bucket."""
@@ -181,6 +233,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
     return lines[0]
 
 
+@pytest.mark.smoke
 def test_evaluate_mismatched_files_is_one_line_error(tiny_checkpoint: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
@@ -191,6 +244,7 @@ def test_evaluate_mismatched_files_is_one_line_error(tiny_checkpoint: Path, tmp_
     assert "3 lines" in msg and "2" in msg
 
 
+@pytest.mark.smoke
 def test_evaluate_argument_errors(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = ["--checkpoint", str(tiny_checkpoint)]
     src = tmp_path / "src.txt"

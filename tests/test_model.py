@@ -60,15 +60,15 @@ def test_context_is_top_layer_final_hidden_state() -> None:
     # Run the encoder by hand on each sequence alone, without padding.
     for i, n in enumerate(src_len.tolist()):
         emb = model.src_embed(src[i: i + 1, :n])
-        out, (h, _) = model.encoder(emb)
+        out, (h, _) = model.encoder.rnn(emb)
         torch.testing.assert_close(state.context[i], out[0, -1])
         torch.testing.assert_close(state.context[i], h[-1, 0])
 
 
 def test_peeky_wiring() -> None:
     peeky, plain = make(peeky=True), make(peeky=False)
-    assert peeky.decoder.input_size == 8 + 16 and plain.decoder.input_size == 8
-    assert peeky.output.in_features == 32 and plain.output.in_features == 16
+    assert peeky.decoder.rnn.input_size == 8 + 16 and plain.decoder.rnn.input_size == 8
+    assert peeky.decoder.output.in_features == 32 and plain.decoder.output.in_features == 16
     # In the peeky decoder the context reaches the output directly at every step: changing
     # the context alone (same initial state) changes the logits; in the plain one it cannot.
     src, src_len = random_batch([4])
@@ -138,4 +138,56 @@ def test_state_select_expands_and_reorders() -> None:
 
 def test_tied_embeddings_share_storage() -> None:
     model = make(tie_embeddings=True)
-    assert model.output.weight is model.tgt_embed.weight
+    assert model.decoder.output.weight is model.tgt_embed.weight
+
+
+def _flat_layout(weights: dict) -> dict:
+    """Tensor names as checkpoints written before Encoder/Decoder were modules had them."""
+    flat = {}
+    for key, value in weights.items():
+        for new, old in (("encoder.rnn.", "encoder."), ("encoder.", ""), ("decoder.rnn.", "decoder."),
+                         ("decoder.attention.score.", "attn_score."),
+                         ("decoder.attention.combine.", "attn_combine."), ("decoder.", "")):
+            if key.startswith(new):
+                key = old + key[len(new):]
+                break
+        flat[key] = value
+    return flat
+
+
+@pytest.mark.parametrize("kw", [dict(num_layers=2), dict(attention="luong", bidirectional=True),
+                                dict(tie_embeddings=True, peeky=False)], ids=str)
+def test_flat_layout_state_dict_loads_into_the_same_model(kw) -> None:
+    """Checkpoints from before the split (``encoder.weight_ih_l0``, ``output.bias``) load, and
+    the parameters keep their order, so a saved optimizer state still lines up."""
+    model = make(**kw)
+    flat = _flat_layout(model.state_dict())
+    assert "encoder.weight_ih_l0" in flat and "output.bias" in flat
+    torch.manual_seed(1)
+    other = build_model(model.cfg, V_SRC, V_TGT).eval()
+    other.load_state_dict(flat)
+    src, src_len = random_batch([4, 2])
+    tgt_in = torch.randint(4, V_TGT, (2, 3))
+    torch.testing.assert_close(other(src, src_len, tgt_in), model(src, src_len, tgt_in))
+    order = [k for k, _ in model.named_parameters()]
+    legacy = ["src_embed", "tgt_embed", "encoder.rnn", "encoder.bridge", "encoder.memory_proj", "decoder.rnn",
+              "decoder.attention.score", "decoder.attention.combine", "decoder.pre_output", "decoder.output"]
+    ranks = [next(i for i, p in enumerate(legacy) if k.startswith(p + ".")) for k in order]
+    assert ranks == sorted(ranks)  # the order of the flat layout's modules
+
+
+def test_alignment_is_a_distribution_over_real_source_tokens() -> None:
+    model = make(attention="luong", num_layers=2)
+    src, src_len = random_batch([5, 3])
+    tgt_in = torch.randint(4, V_TGT, (2, 4))
+    a = model.alignment(src, src_len, tgt_in)
+    assert a.shape == (2, 4, 5)
+    torch.testing.assert_close(a.sum(-1), torch.ones(2, 4))
+    assert (a[1, :, 3:] == 0).all() and (a[1, :, :3] > 0).all()  # padding gets no weight
+    # the weights are the ones the decoder used: recomputing its attention read from them matches
+    state = model.encode(src, src_len)
+    out, _, _, _ = model.decoder._run_rnn(model.tgt_embed(tgt_in), state)
+    torch.testing.assert_close(torch.bmm(a, state.memory), model.decoder.attention.read(out, state.memory,
+                                                                                       state.memory_mask))
+    with pytest.raises(ValueError, match="no attention"):
+        make().alignment(src, src_len, tgt_in)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seq2seq import corpus, store, training
+from seq2seq import corpus, store, synthetic, training
 from seq2seq.batching import encode_pairs, epoch_batches
 from seq2seq.config import load_config
 from seq2seq.prepare import main as prepare_main
@@ -33,7 +33,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(ROOT / "configs" / "dates.yaml", SIZE)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(corpus, "load_corpus", lambda *a: pytest.fail("prepare read the whole corpus"))
-        mp.setattr(corpus, "make_dates", lambda *a: pytest.fail("prepare made the whole corpus as a list"))
+        mp.setattr(synthetic, "make_dates", lambda *a: pytest.fail("prepare made the whole corpus as a list"))
         prepare(cfg.data, out, say=lambda line: None)
     return out
 
@@ -136,6 +136,7 @@ def test_a_chunk_reads_only_its_own_bytes(prepared: Path, tmp_path: Path, monkey
         Store(tmp_path / "nothing")
 
 
+@pytest.mark.smoke
 def test_training_streams_from_the_store(prepared: Path, tmp_path: Path, tiny_config: Any, metrics: Any,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end, the corpus never loaded: batches come from the store; stopped mid-epoch by a
@@ -160,12 +161,13 @@ def test_training_streams_from_the_store(prepared: Path, tmp_path: Path, tiny_co
         assert [(r["step"], r[key]) for r in again if key in r] == [(r["step"], r[key]) for r in records if key in r]
 
 
+@pytest.mark.smoke
 def test_prepare_streams_files_and_refuses_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A ``files`` corpus (gzip train split) read line by line gives the examples of the in-memory
     reader; a bad corpus or an existing store is one error line from the command."""
     root = tmp_path / "corpus"
     root.mkdir()
-    pairs = corpus.make_addition(300, seed=4) + [("  ", "x"), ("1+1", "2")]  # an empty pair is dropped
+    pairs = synthetic.make_addition(300, seed=4) + [("  ", "x"), ("1+1", "2")]  # an empty pair is dropped
     for split, part in (("train", pairs[:250] + pairs[300:]), ("val", pairs[250:275]), ("test", pairs[275:300])):
         for lang, side in (("src", 0), ("tgt", 1)):
             text = "".join(p[side] + "\n" for p in part).encode()

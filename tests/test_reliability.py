@@ -16,8 +16,10 @@ import torch
 
 from seq2seq import checkpoint, training
 from seq2seq.cli import train_main
-from seq2seq.corpus import make_dates
+from seq2seq.synthetic import make_dates
 from seq2seq.training import train
+
+pytestmark = pytest.mark.smoke  # every test here trains or runs a command
 
 CONFIG = "configs/dates.yaml"
 

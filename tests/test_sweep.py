@@ -119,6 +119,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.smoke
 def test_tiny_sweep_writes_table_csv_and_plots(tiny_sweep: Path) -> None:
     rows = list(csv.DictReader((tiny_sweep / "results.csv").read_text(encoding="utf-8").splitlines()))
     assert [r["variant"] for r in rows] == ["plain", "peeky"]
@@ -142,6 +143,7 @@ def test_tiny_sweep_writes_table_csv_and_plots(tiny_sweep: Path) -> None:
     assert "group: tiny" in run_config and "name: peeky" in run_config
 
 
+@pytest.mark.smoke
 def test_rerun_skips_finished_runs_and_resumes_unfinished(tiny_sweep: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
@@ -157,6 +159,7 @@ def test_rerun_skips_finished_runs_and_resumes_unfinished(tiny_sweep: Path, tmp_
     assert (out / "peeky" / "best").is_dir() and (out / "results.md").exists()
 
 
+@pytest.mark.smoke
 def test_rerun_with_another_config_is_refused(tiny_sweep: Path, tmp_path: Path) -> None:
     from seq2seq.training import TrainError
 
@@ -167,6 +170,7 @@ def test_rerun_with_another_config_is_refused(tiny_sweep: Path, tmp_path: Path) 
         run_sweep(load_sweep(write_sweep(tmp_path, changed)), out)
 
 
+@pytest.mark.smoke
 def test_more_epochs_continue_a_finished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     body = TINY.replace(" train.max_steps: 4,", "").replace("train.epochs: 2", "train.epochs: 1").replace(
         "{plain: false, peeky: true}", "{peeky: true}")
@@ -178,6 +182,7 @@ def test_more_epochs_continue_a_finished_run(tmp_path: Path, capsys: pytest.Capt
     assert [r["epochs"] for r in rows] == ["2"]
 
 
+@pytest.mark.smoke
 def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     body = TINY.replace("{plain: false, peeky: true}", "{boom: true}").replace(
@@ -195,6 +200,7 @@ def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path,
     assert "== boom: already diverged, skipped" in capsys.readouterr().out
 
 
+@pytest.mark.smoke
 def test_parallel_jobs_match_one_at_a_time(tiny_sweep: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
@@ -211,6 +217,7 @@ def test_parallel_jobs_match_one_at_a_time(tiny_sweep: Path, tmp_path: Path,
     assert [r["variant"] for r in rows] == ["plain", "peeky"] and {r["status"] for r in rows} == {"finished"}
 
 
+@pytest.mark.smoke
 def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
     from seq2seq.training import TrainError
 
@@ -220,6 +227,7 @@ def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
         run_sweep(load_sweep(write_sweep(tmp_path, body)), tmp_path / "out", jobs=2)
 
 
+@pytest.mark.smoke
 def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None:
     from seq2seq.sweep import run_seeds
 
@@ -244,6 +252,7 @@ def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
 
 
+@pytest.mark.smoke
 def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from seq2seq.sweep import main
 
@@ -259,6 +268,7 @@ def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.C
 
 
 # --- hidden-state plot -------------------------------------------------------------------------
+@pytest.mark.smoke
 def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     import torch
 
@@ -277,7 +287,7 @@ def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     assert unit == int(states.var(0).argmax())
     # step by step equals the whole sentence in one call
     with torch.no_grad():
-        full, _ = loaded.model.encoder(loaded.model.src_embed(torch.tensor([ids])))
+        full, _ = loaded.model.encoder.rnn(loaded.model.src_embed(torch.tensor([ids])))
     torch.testing.assert_close(states, full[0])
     assert main(["hidden", "--checkpoint", str(run), "--text", "May 1 2000", "--out", str(out),
                  "--unit", "3", "--state", "cell"]) == 0

@@ -69,6 +69,7 @@ def check_finished_run(out: Path, records: list[dict[str, Any]], steps: int) -> 
 
 
 # --- smoke: two optimizer steps of every variant -------------------------------------------
+@pytest.mark.smoke
 @pytest.mark.parametrize(("cell", "peeky", "reverse"), list(itertools.product(["lstm", "gru", "rnn"],
                                                                            [True, False], [True, False])))
 def test_two_steps_every_cell(cell: str, peeky: bool, reverse: bool, tmp_path: Path, tiny_config: Any,
@@ -84,11 +85,12 @@ def test_two_steps_every_cell(cell: str, peeky: bool, reverse: bool, tmp_path: P
     assert (loaded.config.model.cell, loaded.config.model.peeky, loaded.config.data.reverse_source) == \
         (cell, peeky, reverse)
     # The peeky decoder reads [embedding; context] at every step; the plain one the embedding only.
-    ih = loaded.model.decoder.weight_ih_l0
+    ih = loaded.model.decoder.rnn.weight_ih_l0
     assert ih.shape[1] == cfg.model.embed_dim + (cfg.model.hidden_dim if peeky else 0)
     assert trainer_state(tmp_path / "run" / "last")["progress"]["step"] == 2
 
 
+@pytest.mark.smoke
 def test_scheduled_sampling_path(tmp_path: Path, tiny_config: Any, metrics: Any,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[float] = []
@@ -106,6 +108,7 @@ def test_scheduled_sampling_path(tmp_path: Path, tiny_config: Any, metrics: Any,
     assert [r["train/teacher_forcing"] for r in records if "train/loss" in r] == [0.5, 0.5]
 
 
+@pytest.mark.smoke
 def test_label_smoothing_reaches_the_training_loss_only(tmp_path: Path, tiny_config: Any, metrics: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[bool, float]] = []
@@ -122,6 +125,7 @@ def test_label_smoothing_reaches_the_training_loss_only(tmp_path: Path, tiny_con
     assert {s for grad, s in seen if not grad} == {0.0}  # validation loss is plain cross-entropy
 
 
+@pytest.mark.smoke
 def test_cosine_schedule(tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
     cfg = tiny_config("train.lr_schedule=cosine", "train.max_steps=3", "train.log_every=1")
     train(cfg, tmp_path / "run")
@@ -130,6 +134,7 @@ def test_cosine_schedule(tmp_path: Path, tiny_config: Any, metrics: Any) -> None
     assert lrs == pytest.approx([lr, 0.75 * lr, 0.25 * lr], rel=1e-9)
 
 
+@pytest.mark.smoke
 def test_max_tokens_batching(tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
     cfg = tiny_config("train.max_tokens=600", "train.epochs=1", "train.log_every=1")
     expected = len(make_batches(prepare_data(cfg).train, batch_size=cfg.train.batch_size,
@@ -140,11 +145,12 @@ def test_max_tokens_batching(tmp_path: Path, tiny_config: Any, metrics: Any) -> 
     check_finished_run(tmp_path / "run", metrics(tmp_path / "run"), steps=expected)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("overrides", "tensor"), [
-    (["model.attention=luong"], "attn_score.weight"),
-    (["model.bidirectional=true"], "bridge.weight"),
+    (["model.attention=luong"], "decoder.attention.score.weight"),
+    (["model.bidirectional=true"], "encoder.bridge.weight"),
     (["model.bidirectional=true", "model.attention=luong", "model.cell=gru", "model.num_layers=2",
-      "model.dropout=0.2", "model.tie_embeddings=true"], "pre_output.weight"),
+      "model.dropout=0.2", "model.tie_embeddings=true"], "decoder.pre_output.weight"),
 ], ids=["luong", "bidirectional", "everything"])
 def test_two_steps_model_options(overrides: list[str], tensor: str, tmp_path: Path, tiny_config: Any,
                                  metrics: Any) -> None:
@@ -156,7 +162,7 @@ def test_two_steps_model_options(overrides: list[str], tensor: str, tmp_path: Pa
 
 
 # --- learns ---------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.learns
 def test_learns_dates(tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
     """A few seconds of training take validation BLEU from ~0.5 (untrained) past 20."""
     cfg = tiny_config("data.size=3000", "data.reverse_source=false", "model.attention=luong",
@@ -168,10 +174,11 @@ def test_learns_dates(tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
     assert [r["epoch"] for r in valid] == [1, 2, 3, 4]
     assert valid[-1]["valid/bleu"] > 20.0, valid[-1]
     assert valid[-1]["valid/loss"] < 0.6  # per token; an untrained model has about log(271) = 5.6
-    assert summary["best_bleu"] == max(r["valid/bleu"] for r in valid)
+    assert summary["best"] == max(r["valid/bleu"] for r in valid)
 
 
 # --- reproducibility --------------------------------------------------------------------
+@pytest.mark.smoke
 def test_same_seed_same_run(tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
     runs = {}
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
@@ -204,6 +211,7 @@ def check_history(records: list[dict[str, Any]]) -> None:
     assert steps == sorted(steps)
 
 
+@pytest.mark.smoke
 def test_resume_at_epoch_boundary(tmp_path: Path, tiny_config: Any, metrics: Any,
                                   reference: list[dict[str, Any]]) -> None:
     out = tmp_path / "run"
@@ -244,6 +252,7 @@ def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatc
     assert stopped.value.code == 128 + signal.SIGTERM
 
 
+@pytest.mark.smoke
 def test_resume_mid_epoch_after_sigterm(tmp_path: Path, tiny_config: Any, metrics: Any,
                                         reference: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
@@ -260,6 +269,7 @@ def test_resume_mid_epoch_after_sigterm(tmp_path: Path, tiny_config: Any, metric
     assert_same_curves(metrics(out), reference)
 
 
+@pytest.mark.smoke
 def test_no_training_loss_is_lost_when_stopping(tmp_path: Path, tiny_config: Any, metrics: Any,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The steps since the last train/loss record are logged when training stops between records."""
@@ -273,6 +283,7 @@ def test_no_training_loss_is_lost_when_stopping(tmp_path: Path, tiny_config: Any
     assert [s for s, _ in curve(metrics(tmp_path / "run"))] == [3, 4, 5, 6]
 
 
+@pytest.mark.smoke
 def test_reset_optimizer(tmp_path: Path, tiny_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     sigterm_at(STEPS_PER_EPOCH + 15, tiny_config(*RESUME), out, monkeypatch)
@@ -297,6 +308,7 @@ def wait_for(ready: Any, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
         time.sleep(0.005)
 
 
+@pytest.mark.smoke
 def test_kill9_then_sigint_then_resume(tmp_path: Path, tiny_overrides: tuple[str, ...], metrics: Any,
                                        reference: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
     """The real script, killed -9 in epoch 2, resumed, stopped by Ctrl-C (SIGINT) in epoch 2 and
@@ -339,6 +351,7 @@ def test_kill9_then_sigint_then_resume(tmp_path: Path, tiny_overrides: tuple[str
 
 
 # --- tracking ---------------------------------------------------------------------------
+@pytest.mark.smoke
 def test_wandb_offline_and_disabled(tmp_path: Path, tiny_overrides: tuple[str, ...], tiny_config: Any,
                                     metrics: Any) -> None:
     """tracking.wandb=offline writes an offline run under the run directory, quickly and without a

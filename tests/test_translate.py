@@ -55,6 +55,7 @@ SENTENCES = ["march 3, 2011", "TUESDAY, SEPTEMBER 27, 1994", "5/17/1953", "x", "
 # --- the filter ------------------------------------------------------------------------
 
 
+@pytest.mark.smoke
 def test_filter_stdin_to_stdout_one_line_per_line(tiny_checkpoint: Path, translator: Translator) -> None:
     lines = ["march 3, 2011", "", "5/17/1953", "x", "17.05.1953"]
     result = run_translate(tiny_checkpoint, stdin="\n".join(lines).encode())  # no trailing newline
@@ -67,6 +68,7 @@ def test_filter_stdin_to_stdout_one_line_per_line(tiny_checkpoint: Path, transla
     assert len(set(got)) >= 4  # distinct outputs: a shuffled order would show
 
 
+@pytest.mark.smoke
 def test_filter_files_and_decoding_options(tiny_checkpoint: Path, translator: Translator, tmp_path: Path) -> None:
     src, out = tmp_path / "in.txt", tmp_path / "out.txt"
     src.write_text("".join(s + "\n" for s in SENTENCES), encoding="utf-8")
@@ -86,6 +88,7 @@ def test_filter_files_and_decoding_options(tiny_checkpoint: Path, translator: Tr
     assert got != translator.translate_best(SENTENCES, beam_size=2)  # the default ratio gives longer ones
 
 
+@pytest.mark.smoke
 def test_filter_nbest(tiny_checkpoint: Path, translator: Translator) -> None:
     lines = ["march 3, 2011", "5/17/1953", "", "x"]
     result = run_translate(tiny_checkpoint, "--nbest", "3", "--beam", "3",
@@ -110,6 +113,7 @@ def test_filter_nbest(tiny_checkpoint: Path, translator: Translator) -> None:
     assert by_index[0][0][0] == translator.translate_best(["march 3, 2011"], beam_size=3)[0]
 
 
+@pytest.mark.smoke
 def test_filter_messy_input(tiny_checkpoint: Path, translator: Translator) -> None:
     """Blank lines, invalid UTF-8, a very long line, control characters, CRLF: one line out per
     line in, in order, with warnings naming the line numbers, exit 0. The output is UTF-8 even
@@ -148,6 +152,7 @@ def test_stdout_is_utf8_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> 
     assert raw.getvalue() == "1994-09-27 caf\u00e9 \ufffd\n".encode()
 
 
+@pytest.mark.smoke
 def test_missing_checkpoint_is_one_line_error(tmp_path: Path) -> None:
     result = run_translate(tmp_path / "nope", stdin=b"x\n")
     assert result.returncode == 1
@@ -155,6 +160,7 @@ def test_missing_checkpoint_is_one_line_error(tmp_path: Path) -> None:
     assert result.stderr.decode().splitlines() == [f"error: {tmp_path / 'nope'}: checkpoint directory not found"]
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(("args", "message"), [
     (["--nbest", "4", "--beam", "3"], "error: --nbest (4) must not exceed the beam size (3)"),
     (["--nbest", "6"], "error: --nbest (6) must not exceed the beam size (5)"),  # the checkpoint's beam 5
@@ -169,6 +175,7 @@ def test_bad_options_are_one_line_errors(tiny_checkpoint: Path, capsys: pytest.C
     assert err.splitlines() == [message]
 
 
+@pytest.mark.smoke
 def test_device_cuda_without_cuda_is_one_line_error(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
@@ -291,6 +298,7 @@ def _read_until(fd: int, token: bytes, timeout: float = 60) -> bytes:
     return buf
 
 
+@pytest.mark.smoke
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
 def test_interactive_terminal_session(tiny_checkpoint: Path, translator: Translator) -> None:
     """stdin a terminal: a '> ' prompt, one translation per typed line, Ctrl-D exits 0.
@@ -387,7 +395,7 @@ def dates_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "best"
 
 
-@pytest.mark.slow
+@pytest.mark.learns
 def test_unseen_human_dates_become_iso_dates(dates_checkpoint: Path) -> None:
     from seq2seq.config import load_config
     from seq2seq.corpus import load_split

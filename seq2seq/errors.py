@@ -1,0 +1,63 @@
+"""User errors, and how a command reports them.
+
+Any problem a user can cause (a bad config key, a missing file, a crafted checkpoint, CUDA
+asked for but absent) ends a command with one line ``error: ...`` on stderr and exit status 1,
+never a traceback: every command's ``main`` runs its work through :func:`run_command`.
+
+This module is light (the error classes are imported only when an error is being reported)
+and imports no command, so any module may use it. It cannot import :mod:`seq2seq.training`
+(which imports :mod:`seq2seq.evaluation`, a command itself), so the training commands name
+:class:`~seq2seq.training.TrainError` in ``extra_errors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+ErrorTypes = tuple[type[BaseException], ...]
+MoreErrors = ErrorTypes | Callable[[], ErrorTypes]  # a function: called (its imports made) only on an error
+
+
+def user_errors(extra_errors: MoreErrors = ()) -> ErrorTypes:
+    """The exceptions that are the user's doing, not a bug (shown as one line, not a traceback):
+    those of configs, corpora, tokenizers, checkpoints, run directories and devices,
+    ``extra_errors``, and any OSError or ValueError."""
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .corpus import CorpusError
+    from .device import DeviceError
+    from .rundir import RunDirError
+    from .tokenization import TokenizerError
+
+    extra = extra_errors() if callable(extra_errors) else extra_errors
+    return (ConfigError, CorpusError, TokenizerError, CheckpointError, RunDirError, *extra, DeviceError, OSError,
+            ValueError)
+
+
+def run_command(main: Callable[[], int], extra_errors: MoreErrors = ()) -> int:
+    """Run a command's work, ``main``; turn a user error (:func:`user_errors`) into one line
+    ``error: ...`` on stderr and exit status 1. Ctrl-C gives ``interrupted`` and 130, a closed
+    pipe 0."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except user_errors(extra_errors) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, OSError) and e.filename:
+            msg = f"{e.filename}: {e.strerror or msg}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 1
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """A user error unless each option ``names`` of ``args`` is unset or at least 1."""
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")

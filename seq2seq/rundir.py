@@ -1,0 +1,143 @@
+"""The run directory: what a training run writes there, and what ``--resume`` restores.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one record
+per logging interval and epoch), ``best/`` (the checkpoint with the best validation score)
+and ``last/`` (the latest checkpoint, with the trainer state: :class:`Progress`, the
+optimizer, and every rank's random number generators, so that a resumed run takes exactly
+the steps the uninterrupted one would have).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint, distributed
+from .config import Config, load_config
+from .distributed import World
+from .tokenization import Tokenizer
+
+RUN_CONFIG = "config.yaml"
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used as asked; the message says why in one line."""
+
+
+# --- the directory ---------------------------------------------------------------------
+def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a directory that is not writable or holds another run (unless asked)."""
+    holds_run = any((out / n).exists() for n in (RUN_CONFIG, "last", "best", "metrics.jsonl"))
+    if resume:
+        if not holds_run:
+            raise RunDirError(f"{out}: nothing to resume (no run in this directory)")
+        try:
+            saved = load_config(out / RUN_CONFIG)
+        except Exception as e:  # noqa: BLE001 - reported in one line
+            raise RunDirError(f"{out / RUN_CONFIG}: cannot read the run's config ({e})") from None
+        for section in ("data", "model"):
+            if getattr(saved, section) != getattr(cfg, section):
+                raise RunDirError(f"{out}: holds a run with a different {section} config; "
+                                 "resume it with its own config, or use another --out")
+    elif holds_run and not overwrite:
+        raise RunDirError(f"{out}: already holds a run; add --resume to continue it, "
+                         "--overwrite to replace it, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise RunDirError(f"{out}: output directory is not writable ({e.strerror})") from None
+    if overwrite and not resume:
+        import shutil
+
+        for name in ("last", "best", "last.old", "best.old", "last.tmp", "best.tmp"):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        for name in (RUN_CONFIG, "metrics.jsonl"):
+            (out / name).unlink(missing_ok=True)
+
+
+# --- where the run stands -------------------------------------------------------------
+@dataclass
+class Progress:
+    """Everything about where training stands that ``--resume`` restores."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch_in_epoch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimizer steps taken, over the whole run
+    best: float = -1.0  # the best validation score of train.best_metric (BLEU by default)
+    bad_epochs: int = 0  # epochs without a better validation score (early stopping)
+    plateau_epochs: int = 0  # the same, for the learning-rate schedule
+    lr_scale: float = 1.0  # reduce-on-plateau factor
+    skipped_steps: int = 0  # NaN/inf losses skipped
+    elapsed: float = 0.0  # training seconds before this process
+    wandb_id: str | None = None
+    done: bool = False  # stopped early (patience or max_steps); a finished epoch count is not "done"
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Progress:
+        """From a trainer state's ``progress``; older checkpoints call ``best`` ``best_bleu``."""
+        saved = dict(saved)
+        if "best_bleu" in saved:
+            saved["best"] = saved.pop("best_bleu")
+        return cls(**saved)
+
+
+def save_last(out: Path, cfg: Config, model: nn.Module, tokenizers: tuple[Tokenizer, Tokenizer],
+              optimizer: torch.optim.Optimizer, progress: Progress, world: World = distributed.SINGLE) -> None:
+    """Write ``last/`` from rank 0, with every rank's random number generator state (every
+    rank calls this; the others wait until it is written)."""
+    rng = world.gather(_rng_state())
+
+    def write() -> None:
+        tensors, optim_meta = checkpoint.optimizer_to_tensors(optimizer.state_dict())
+        for rank, states in enumerate(rng):
+            tensors.update({_rng_key(name, rank): state for name, state in states.items()})
+        state = {"progress": vars(progress), "optimizer": optim_meta, "python_rng": random.getstate()}
+        checkpoint.save(out / "last", config=cfg, model=model, src_tok=tokenizers[0], tgt_tok=tokenizers[1],
+                        trainer_tensors=tensors, trainer_state=state)
+
+    world.main_only(write)
+
+
+def _rng_state() -> dict[str, Tensor]:
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _rng_key(name: str, rank: int) -> str:
+    return f"rng.{name}" if rank == 0 else f"rng.{name}.{rank}"  # rank 0's as a one-process run saves it
+
+
+def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, rank: int = 0) -> Progress:
+    tensors, state = checkpoint.load_trainer(out / "last")
+    try:
+        progress = Progress.from_dict(state["progress"])
+        if not reset_optimizer:
+            optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
+        random.setstate(_as_tuple(state["python_rng"]))
+        own = _rng_key("torch", rank)
+        torch.set_rng_state(tensors.get(own, tensors["rng.torch"]))
+        if own not in tensors:  # a rank the saved run did not have: a generator of its own
+            torch.manual_seed(int(torch.randint(2**62, ())) + rank)
+        cuda = _rng_key("cuda", rank) if _rng_key("cuda", rank) in tensors else "rng.cuda"
+        if cuda in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors[cuda])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or foreign trainer state
+        where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
+        reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason})") from None
+    return progress
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, list) else x
