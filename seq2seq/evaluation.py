@@ -154,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--output", type=Path, default=None, help="write the hypotheses here")
     p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
+    p.add_argument("--buckets", type=int, nargs="+", default=list(DEFAULT_BUCKETS), metavar="N",
+                   help=f"source-length bucket edges in words (default: {' '.join(map(str, DEFAULT_BUCKETS))})")
     args = p.parse_args(argv)
 
     def work() -> int:
@@ -185,7 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         def warn(i: int, msg: str) -> None:
             print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
 
-        result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam, warn=warn)
+        if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
+            edges = " ".join(map(str, args.buckets))
+            raise ValueError(f"--buckets must be increasing positive word counts, got {edges}")
+        result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
+                                edges=tuple(args.buckets), warn=warn)
         print(f"{name}: {len(pairs)} sentences, beam {beam}")
         print(format_report(result.scores, result.buckets))
         if args.output:

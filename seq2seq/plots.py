@@ -271,6 +271,23 @@ def attention(checkpoint_dir: Path, text: str, out: Path, *, beam_size: int | No
     return a.text
 
 
+def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """``["peeky=a.json", ...]`` -> each name's buckets, as ``evaluation --json`` wrote them."""
+    import json
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--eval {spec!r}: must look like NAME=FILE")
+        try:
+            buckets = json.loads(Path(path).read_text(encoding="utf-8"))["buckets"]
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not an evaluation JSON with buckets ({type(e).__name__}: {e})") from None
+        out[name] = buckets
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq.plots", description="Plots that need a checkpoint.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -286,9 +303,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--text", required=True, help="the source sentence")
     a.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG to write (default attention.png)")
     a.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's decode.beam_size)")
+    b = sub.add_parser("by-length", help="BLEU by source length of several models (from evaluate --json files)")
+    b.add_argument("--eval", nargs="+", required=True, metavar="NAME=FILE",
+                   help="a model's name and the JSON that python -m seq2seq.evaluation --json wrote")
+    b.add_argument("--out", type=Path, required=True, help="PNG to write")
+    b.add_argument("--title", default="BLEU by source length", help="the plot's title")
     args = p.parse_args(argv)
 
     def run() -> int:
+        if args.command == "by-length":
+            by_length(read_evaluations(args.eval), args.out, "bleu", "words", args.title)
+            print(f"wrote {args.out}")
+            return 0
         if args.command == "attention":
             check_positive(args, "beam")
             translation = attention(args.checkpoint, args.text, args.out, beam_size=args.beam)

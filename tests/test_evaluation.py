@@ -259,3 +259,24 @@ def test_evaluate_argument_errors(tiny_checkpoint: Path, tmp_path: Path, capsys:
     assert "no split 'nope'" in msg
     msg = _one_line_error(capsys, evaluate_main(["--checkpoint", str(tmp_path / "missing")]))
     assert "checkpoint directory not found" in msg
+
+
+@pytest.mark.smoke
+def test_evaluate_buckets_and_the_by_length_plot(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from seq2seq.plots import main as plots_main
+
+    js = tmp_path / "e.json"
+    result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--json", str(js), "--buckets", "2", "3", "9")
+    assert result.returncode == 0, result.stderr
+    buckets = json.loads(js.read_text())["buckets"]
+    assert [b["label"] for b in buckets] == [b["label"] for b in buckets if b["n"] > 0]
+    test = load_split(load_config(tiny_checkpoint / "config.yaml").data, "test")
+    assert sum(b["n"] for b in buckets) == len(test)
+    assert {b["label"] for b in buckets} <= {"1-2", "3-3", "4-9", "10+"}
+    bad = run_evaluate("--checkpoint", str(tiny_checkpoint), "--buckets", "5", "3")
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: --buckets must be increasing positive word counts, got 5 3"
+    png = tmp_path / "len.png"
+    assert plots_main(["by-length", "--eval", f"a={js}", f"b={js}", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert plots_main(["by-length", "--eval", "nofile", "--out", str(png)]) == 1
