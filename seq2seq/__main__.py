@@ -21,7 +21,8 @@ COMMANDS = {  # name: one line on what it does
     "prepare": "tokenize a corpus once into a store that training streams from",
     "sweep": "train the variants of a sweep file and compare them",
     "bench": "benchmark training tokens/s, time to a quality threshold, decoding, peak memory",
-    "plots": "plots that need a checkpoint: the encoder's hidden state over a sentence",
+    "plots": "plots: the encoder's hidden state, an attention heatmap, BLEU by length of several models",
+    "results": "score a finished run (valid and test, greedy and beam) into a results JSON",
 }
 
 
@@ -55,6 +56,10 @@ def command_main(name: str) -> Main:
         from .bench import main as bench_main
 
         return bench_main
+    if name == "results":
+        from .results import main as results_main
+
+        return results_main
     if name == "plots":
         from .plots import main as plots_main
 

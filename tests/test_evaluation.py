@@ -280,3 +280,29 @@ def test_evaluate_buckets_and_the_by_length_plot(tiny_checkpoint: Path, tmp_path
     assert plots_main(["by-length", "--eval", f"a={js}", f"b={js}", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert plots_main(["by-length", "--eval", "nofile", "--out", str(png)]) == 1
+
+
+@pytest.mark.smoke
+def test_results_entry_for_a_run(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m seq2seq.results: greedy and beam scores of best/ on both splits, the training
+    record from metrics.jsonl; a second entry is added beside it, the same name replaced."""
+    from seq2seq import results
+
+    out = tmp_path / "docs" / "results.json"
+    argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--command", "python train.py",
+            "--beam", "3"]
+    assert results.main(argv) == 0
+    (entry,) = json.loads(out.read_text())
+    cfg = load_config(trained_run / "config.yaml")
+    test = load_split(cfg.data, "test")
+    hyps = Translator.from_checkpoint(trained_run / "best").translate_best([s for s, _ in test], beam_size=3)
+    assert entry["test"]["beam"]["bleu"] == pytest.approx(score(hyps, [t for _, t in test]).bleu, abs=0.006)
+    assert entry["test"]["beam"]["beam"] == 3 and entry[cfg.data.valid_split]["greedy"]["beam"] == 1
+    assert entry["epochs"] == 2 and entry["training_seconds"] >= 0 and len(entry["valid_bleu_by_epoch"]) == 2
+    assert entry["command"] == "python train.py" and entry["device"]["type"] == "cpu"
+    assert capsys.readouterr().out.startswith("| tiny | `python train.py` |")
+    assert results.main([*argv[:3], "other", *argv[4:]]) == 0
+    assert results.main(argv) == 0
+    assert [e["name"] for e in json.loads(out.read_text())] == ["other", "tiny"]
+    out.write_text("{broken")
+    assert results.main(argv) == 1 and out.read_text() == "{broken"  # never overwrites what it cannot read
