@@ -8,6 +8,7 @@ stays light. The older forms work as before: ``train.py``, ``translate.py``,
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -26,45 +27,17 @@ COMMANDS = {  # name: one line on what it does
 }
 
 
+# where each command's main lives ("module:function"), imported only when it runs
+ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
+           "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
+           "plots": "plots:main", "results": "results:main"}
+
+
 def command_main(name: str) -> Main:
     """The ``main`` of command ``name``, its module imported now."""
-    if name == "train":
-        from .cli import train_main
-
-        return train_main
-    if name == "translate":
-        from .cli import translate_main
-
-        return translate_main
-    if name == "evaluate":
-        from .evaluation import main as evaluate_main
-
-        return evaluate_main
-    if name == "download":
-        from .download import main as download_main
-
-        return download_main
-    if name == "prepare":
-        from .prepare import main as prepare_main
-
-        return prepare_main
-    if name == "sweep":
-        from .sweep import main as sweep_main
-
-        return sweep_main
-    if name == "bench":
-        from .bench import main as bench_main
-
-        return bench_main
-    if name == "results":
-        from .results import main as results_main
-
-        return results_main
-    if name == "plots":
-        from .plots import main as plots_main
-
-        return plots_main
-    raise KeyError(name)
+    module, function = ENTRIES[name].split(":")
+    main: Main = getattr(importlib.import_module(f".{module}", __package__ or "seq2seq"), function)
+    return main
 
 
 def usage() -> str:
