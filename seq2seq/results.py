@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = {"name": args.name, "config": args.config or str(args.run / "config.yaml"), "command": args.command,
                  "device": {"type": device.type, "name": cpu_name() if device.type == "cpu" else
                             torch.cuda.get_device_name(device), "cores": os.cpu_count(),
-                            "threads": torch.get_num_threads(), "precision": describe(cfg.train.bf16, device)},
+                            "precision": describe(cfg.train.bf16, device)},
                  **training_record(args.run), "note": args.note,
                  "scored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         entry.update(score_run(args.run, args.beam, args.device))
