@@ -63,7 +63,7 @@ import torch
 from .batching import Batch, make_batches
 from .config import Config, load_config
 from .device import autocast as device_autocast
-from .device import cpu_bf16_flags, select_device
+from .device import cpu_bf16_flags, cpu_name, select_device
 from .device import describe as describe_precision
 from .errors import run_command
 from .model import Seq2Seq, build_model
@@ -174,13 +174,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                 "cuda": torch.version.cuda, "cpu_threads": torch.get_num_threads()}
-    name = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return {"type": "cpu", "name": name, "cores": os.cpu_count(), "threads": torch.get_num_threads()}
+    return {"type": "cpu", "name": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads()}
 
 
 def autocast_for(cfg: Config, device: torch.device) -> Any:

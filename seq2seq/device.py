@@ -15,6 +15,7 @@ machine.
 from __future__ import annotations
 
 import functools
+import platform
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,25 @@ def select_device(name: str, what: str = "train.device") -> torch.device:
     return torch.device(name)
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_bf16_flags() -> tuple[str, ...]:
-    """The bf16 instruction sets this CPU has, from ``/proc/cpuinfo`` (empty where unknown)."""
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line's value in ``/proc/cpuinfo`` (None where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        text = ""
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-            break
+        return None
+    return next((line.split(":", 1)[-1].strip() for line in text.splitlines() if line.startswith(field)), None)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The bf16 instruction sets this CPU has, from ``/proc/cpuinfo`` (empty where unknown)."""
+    flags = set((_cpuinfo("flags") or "").split())
     return tuple(f for f in ("amx_bf16", "avx512_bf16") if f in flags)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what ``platform`` knows)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_has_bf16() -> bool:

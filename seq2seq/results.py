@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -38,16 +37,6 @@ def training_record(run: Path) -> dict[str, Any]:
     best = max(epochs, key=lambda r: r["valid/bleu"])
     return {"epochs": int(last["epoch"]), "steps": int(last["step"]), "training_seconds": round(last["time/seconds"]),
             "best_epoch": int(best["epoch"]), "valid_bleu_by_epoch": [round(r["valid/bleu"], 2) for r in epochs]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def score_run(run: Path, beam: int, device: str = "cpu") -> dict[str, Any]:
@@ -121,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         from .checkpoint import load
-        from .device import describe, select_device
+        from .device import cpu_name, describe, select_device
 
         cfg = load(args.run / "best").config
         device = select_device(args.device, "--device")
