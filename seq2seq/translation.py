@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from . import checkpoint
 from .batching import pad_sequences, reverse_source
 from .config import DataConfig, DecodeConfig
 from .model import Seq2Seq
-from .search import max_lengths, search
+from .search import Hypothesis, max_lengths, search
 from .tokenization import BOS, EOS, Tokenizer
 
 Warn = Callable[[int, str], None]
@@ -110,11 +111,7 @@ class Translator:
         order = sorted((i for i, s in enumerate(sources) if s), key=lambda i: len(sources[i]))
         for start in range(0, len(order), self.decode.batch_size):
             idx = order[start: start + self.decode.batch_size]
-            src, src_len = pad_sequences([sources[i] for i in idx])  # (B, S), (B,)
-            src, src_len = src.to(self.device), src_len.to(self.device)
-            limit = max_lengths(src_len, self.decode.max_len_ratio, self.decode.max_len_offset)
-            hyps = search(self.model, src, src_len, beam_size=beam, bos=BOS, eos=EOS, max_len=limit,
-                          alpha=self.decode.length_penalty, nbest=nbest)
+            _, _, hyps = self._search([sources[i] for i in idx], beam, nbest)
             for i, nb in zip(idx, hyps):
                 results[i] = [Translation(one_line(self.tgt_tok.decode(h.tokens)), h.score) for h in nb]
         self.model.train(was_training)
@@ -128,11 +125,8 @@ class Translator:
             raise ValueError("the source sentence is empty")
         was_training = self.model.training
         self.model.eval()
-        src, src_len = pad_sequences([ids])
-        src, src_len = src.to(self.device), src_len.to(self.device)
-        limit = max_lengths(src_len, self.decode.max_len_ratio, self.decode.max_len_offset)
-        best = search(self.model, src, src_len, beam_size=beam_size or self.decode.beam_size, bos=BOS, eos=EOS,
-                      max_len=limit, alpha=self.decode.length_penalty, nbest=1)[0][0]
+        src, src_len, hyps = self._search([ids], beam_size or self.decode.beam_size, 1)
+        best = hyps[0][0]
         tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)  # (1, T)
         weights = self.model.alignment(src, src_len, tgt_in)[0].float().cpu()  # (T, S)
         self.model.train(was_training)
@@ -140,6 +134,15 @@ class Translator:
             ids, weights = reverse_source(ids), weights.flip(-1)
         return Alignment(self.src_tok.pieces(ids), [*self.tgt_tok.pieces(best.tokens), "</s>"], weights,
                          one_line(self.tgt_tok.decode(best.tokens)))
+
+    def _search(self, sources: Sequence[list[int]], beam: int, nbest: int
+                ) -> tuple[Tensor, Tensor, list[list[Hypothesis]]]:
+        """Pad token ids (model order) onto the device and search: -> src (B, S), src_len (B,), n-best lists."""
+        src, src_len = pad_sequences(sources)  # (B, S), (B,)
+        src, src_len = src.to(self.device), src_len.to(self.device)
+        limit = max_lengths(src_len, self.decode.max_len_ratio, self.decode.max_len_offset)
+        return src, src_len, search(self.model, src, src_len, beam_size=beam, bos=BOS, eos=EOS, max_len=limit,
+                                    alpha=self.decode.length_penalty, nbest=nbest)
 
     def translate_best(self, lines: Sequence[str], *, beam_size: int | None = None,
                        warn: Warn | None = None) -> list[str]:
