@@ -143,7 +143,7 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
                shuffle: bool, seed: int = 0) -> list[list[int]]:
     """The batches of :func:`make_batches` as lists of example positions, from the lengths alone.
 
-    Examples are sorted by (source length, target length) -- globally without
+    Examples are sorted by (target length, source length) -- globally without
     ``shuffle``, which gives a deterministic order; with ``shuffle``, within random
     chunks of :data:`SORT_CHUNK` examples, and the batches are then shuffled, so a
     new ``seed`` (e.g. ``seed + epoch``) gives new batches. Batches hold ``batch_size``
@@ -153,8 +153,11 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
     if batch_size < 1 or max_tokens < 0:
         raise ValueError(f"need batch_size >= 1 and max_tokens >= 0, got {batch_size}, {max_tokens}")
     src_lens, tgt_lens = list(src_lens), list(tgt_lens)
-    width = max(tgt_lens, default=0) + 1
-    key = [s * width + t for s, t in zip(src_lens, tgt_lens)]  # sorts as (src len, tgt len)
+    # Target length first: the decoder and the output layer run over every padded target
+    # position, while the encoder's packed RNN skips source padding. Sorting by source first
+    # left Multi30k batches 79% full of real target tokens; this way they are nearly full.
+    width = max(src_lens, default=0) + 1
+    key = [t * width + s for s, t in zip(src_lens, tgt_lens)]  # sorts as (tgt len, src len)
 
     order = list(range(len(src_lens)))
     rng = random.Random(seed)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
@@ -43,10 +42,11 @@ from .device import describe as describe_precision
 from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
+from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
 from .rundir import RUN_CONFIG, Progress, check_run_dir, restore, save_last
 from .store import Store
-from .tokenization import PAD, Tokenizer, train_tokenizers
+from .tokenization import Tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Alignment, Translator
 
@@ -142,12 +142,6 @@ def teacher_forcing_ratio(epoch: int, cfg: Config) -> float:
     t = cfg.train
     return max(t.teacher_forcing_min, t.teacher_forcing - t.teacher_forcing_decay * epoch) \
         if t.teacher_forcing < 1.0 or t.teacher_forcing_decay > 0 else 1.0
-
-
-def sequence_loss(logits: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed token cross-entropy over non-pad targets. logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
 
 
 def scheduled_sampling_logits(model: Seq2Seq, batch: Batch, ratio: float) -> Tensor:

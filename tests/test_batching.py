@@ -109,10 +109,10 @@ def test_sentence_count_batches() -> None:
     assert [len(b) for b in batches] == [32, 32, 32, 4]
 
 
-def test_unshuffled_is_sorted_by_length_and_deterministic() -> None:
+def test_unshuffled_is_sorted_by_target_then_source_length_and_deterministic() -> None:
     examples = _examples(300)
     batches = make_batches(examples, batch_size=10, reverse=False, shuffle=False)
-    keys = [(len(examples[i][0]), len(examples[i][1])) for b in batches for i in b.index.tolist()]
+    keys = [(len(examples[i][1]), len(examples[i][0])) for b in batches for i in b.index.tolist()]
     assert keys == sorted(keys)
     again = make_batches(examples, batch_size=10, reverse=False, shuffle=False, seed=99)
     assert _signature(again) == _signature(batches)
@@ -121,8 +121,8 @@ def test_unshuffled_is_sorted_by_length_and_deterministic() -> None:
 def test_bucketing_reduces_padding() -> None:
     examples = _examples(2000, max_len=40)
     batches = make_batches(examples, batch_size=32, reverse=False, shuffle=True, seed=0)
-    padded = sum(b.src.numel() for b in batches)
-    real = sum(len(s) for s, _ in examples)
+    padded = sum(b.tgt_out.numel() for b in batches)  # the decoder runs over every padded target position
+    real = sum(len(t) + 1 for _, t in examples)
     assert padded < 1.15 * real
 
 
@@ -145,7 +145,7 @@ def test_token_budget_respected(max_tokens: int) -> None:
 def test_token_budget_isolates_long_example() -> None:
     examples = [([5] * 3, [6] * 3)] * 4 + [([7] * 50, [8] * 2)]
     batches = make_batches(examples, batch_size=1, max_tokens=12, reverse=False, shuffle=False)
-    assert [b.index.tolist() for b in batches] == [[0, 1, 2], [3], [4]]
+    assert [b.index.tolist() for b in batches] == [[4], [0, 1, 2], [3]]  # sorted by target length first
 
 
 def test_shuffle_deterministic_per_seed_and_varies_across_seeds() -> None:
