@@ -272,7 +272,11 @@ def attention(checkpoint_dir: Path, text: str, out: Path, *, beam_size: int | No
 
 
 def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """``["peeky=a.json", ...]`` -> each name's buckets, as ``evaluation --json`` wrote them."""
+    """``["peeky=a.json", ...]`` -> each name's buckets, as ``evaluation --json`` wrote them.
+
+    A FILE that ``python -m seq2seq.results`` wrote (a list of entries) gives the test split's
+    greedy buckets of the entry called NAME.
+    """
     import json
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -281,8 +285,14 @@ def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         if not sep or not name or not path:
             raise ValueError(f"--eval {spec!r}: must look like NAME=FILE")
         try:
-            buckets = json.loads(Path(path).read_text(encoding="utf-8"))["buckets"]
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            found = json.loads(Path(path).read_text(encoding="utf-8"))
+            if isinstance(found, list):  # a results file: the entry called NAME
+                entry = next((e for e in found if isinstance(e, dict) and e.get("name") == name), None)
+                if entry is None:
+                    raise ValueError(f"{path}: no entry named {name!r}")
+                found = next(v["greedy"] for v in entry.values() if isinstance(v, dict) and "greedy" in v)
+            buckets = found["buckets"]
+        except (KeyError, TypeError, StopIteration, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not an evaluation JSON with buckets ({type(e).__name__}: {e})") from None
         out[name] = buckets
     return out
@@ -305,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--beam", type=int, default=None, help="beam size (default: the checkpoint's decode.beam_size)")
     b = sub.add_parser("by-length", help="BLEU by source length of several models (from evaluate --json files)")
     b.add_argument("--eval", nargs="+", required=True, metavar="NAME=FILE",
-                   help="a model's name and the JSON that python -m seq2seq.evaluation --json wrote")
+                   help="a model's name and the JSON that python -m seq2seq.evaluation --json wrote, "
+                        "or a results file (python -m seq2seq.results) holding an entry of that name")
     b.add_argument("--out", type=Path, required=True, help="PNG to write")
     b.add_argument("--title", default="BLEU by source length", help="the plot's title")
     args = p.parse_args(argv)

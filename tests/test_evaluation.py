@@ -306,3 +306,17 @@ def test_results_entry_for_a_run(trained_run: Path, tmp_path: Path, capsys: pyte
     assert [e["name"] for e in json.loads(out.read_text())] == ["other", "tiny"]
     out.write_text("{broken")
     assert results.main(argv) == 1 and out.read_text() == "{broken"  # never overwrites what it cannot read
+
+
+def test_by_length_reads_an_entry_of_a_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """plots by-length --eval NAME=FILE: FILE may be a results list; NAME picks its entry (test, greedy)."""
+    from seq2seq.plots import read_evaluations
+
+    greedy = {"beam": 1, "buckets": [{"label": "1-8", "n": 3, "bleu": 30.0}]}
+    entries = [{"name": "peeky", "test_2016_flickr": {"greedy": greedy, "beam": {"beam": 5, "buckets": []}}},
+               {"name": "other", "test_2016_flickr": {"greedy": {"buckets": []}}}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(entries))
+    assert read_evaluations([f"peeky={path}"]) == {"peeky": greedy["buckets"]}
+    with pytest.raises(ValueError, match="no entry named 'missing'"):
+        read_evaluations([f"missing={path}"])
