@@ -6,12 +6,16 @@ an unknown key, a value of the wrong type, or a value out of range raises
 :class:`ConfigError` whose message names the file and the dotted key, e.g.::
 
     configs/x.yaml: model.dropout: must be in [0, 1), got -0.1
+
+Every number must be finite (``inf`` and ``nan`` pass many a range check, e.g. ``lr > 0``),
+and the decoding limits have upper bounds that keep the output length limit within range.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +34,20 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {msg}")
+
+
+def _check_finite(section: Any, name: str) -> None:
+    """Every float field of ``section`` (a dataclass called ``name``) is a finite number."""
+    for f in dataclasses.fields(section):
+        v = getattr(section, f.name)
+        if isinstance(v, float):
+            _check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
+
+
+MAX_LEN_RATIO = 1000.0  # decode.max_len_ratio: far above any language pair, far below int64 overflow
+MAX_LEN_OFFSET = 1_000_000  # decode.max_len_offset
+MAX_LENGTH_PENALTY = 10.0  # decode.length_penalty: ((5 + n) / 6) ** alpha overflows float64 for large alpha
+SEED_LIMIT = 2**32  # train.seed: torch.manual_seed takes 64 bits, and the loop derives seeds from it
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class DataConfig:
     prepared: str = ""  # a prepared store directory to stream training data from; "": in memory
 
     def __post_init__(self) -> None:
+        _check_finite(self, "data")
         _check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
         for name in ("valid_fraction", "test_fraction"):
             v = getattr(self, name)
@@ -118,6 +137,7 @@ class ModelConfig:
     decoder_init: Literal["state", "hidden"] = "state"
 
     def __post_init__(self) -> None:
+        _check_finite(self, "model")
         _check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
         _check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
         _check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
@@ -159,6 +179,7 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
+        _check_finite(self, "train")
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
@@ -177,6 +198,7 @@ class TrainConfig:
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
         _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
+        _check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -193,12 +215,16 @@ class DecodeConfig:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
+        _check_finite(self, "decode")
         _check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
         _check(1 <= self.nbest <= self.beam_size, "decode.nbest",
                f"must be in [1, beam_size={self.beam_size}], got {self.nbest}")
-        _check(self.length_penalty >= 0, "decode.length_penalty", f"must be >= 0, got {self.length_penalty}")
-        _check(self.max_len_ratio > 0, "decode.max_len_ratio", f"must be > 0, got {self.max_len_ratio}")
-        _check(self.max_len_offset >= 0, "decode.max_len_offset", f"must be >= 0, got {self.max_len_offset}")
+        _check(0 <= self.length_penalty <= MAX_LENGTH_PENALTY, "decode.length_penalty",
+               f"must be in [0, {MAX_LENGTH_PENALTY:g}], got {self.length_penalty}")
+        _check(0 < self.max_len_ratio <= MAX_LEN_RATIO, "decode.max_len_ratio",
+               f"must be in (0, {MAX_LEN_RATIO:g}], got {self.max_len_ratio}")
+        _check(0 <= self.max_len_offset <= MAX_LEN_OFFSET, "decode.max_len_offset",
+               f"must be in [0, {MAX_LEN_OFFSET}], got {self.max_len_offset}")
         _check(self.batch_size >= 1, "decode.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
