@@ -44,6 +44,7 @@ def _check_finite(section: Any, name: str) -> None:
             _check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
 
 
+MAX_LR = 1000.0  # train.lr: far above any useful rate; Adam's step overflows float32 not far above 1e37
 MAX_LEN_RATIO = 1000.0  # decode.max_len_ratio: far above any language pair, far below int64 overflow
 MAX_LEN_OFFSET = 1_000_000  # decode.max_len_offset
 MAX_LENGTH_PENALTY = 10.0  # decode.length_penalty: ((5 + n) / 6) ** alpha overflows float64 for large alpha
@@ -183,7 +184,7 @@ class TrainConfig:
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
-        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(0 < self.lr <= MAX_LR, "train.lr", f"must be in (0, {MAX_LR:g}], got {self.lr}")
         _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(self.clip_norm >= 0, "train.clip_norm", f"must be >= 0, got {self.clip_norm}")
         for name in ("teacher_forcing", "teacher_forcing_decay", "teacher_forcing_min"):

@@ -137,8 +137,9 @@ def test_non_finite_number_in_a_file_names_the_file(tmp_path: Path) -> None:
     ("decode.max_len_offset=10000000000000000000", "decode.max_len_offset"),
     ("decode.length_penalty=1000", "decode.length_penalty"),  # ((5 + n) / 6) ** alpha overflows float64
     ("train.seed=1180591620717411303424", "train.seed"),  # 2**70: torch.manual_seed overflows
+    ("train.lr=1e39", "train.lr"),  # Adam's step overflowed float32: a RuntimeError traceback
 ])
-def test_absurd_decode_limits_are_refused(override: str, key: str) -> None:
+def test_absurd_numbers_are_refused(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     assert f"{key}: must be" in str(e.value)
