@@ -44,6 +44,8 @@ def _check_finite(section: Any, name: str) -> None:
             _check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
 
 
+MAX_BPE_VOCAB = 1_000_000  # data.vocab_size: the tokenizers library allocates for it up front (and aborts
+# the process near 2**32); no corpus this toolkit trains on fills more
 MAX_LR = 1000.0  # train.lr: far above any useful rate; Adam's step overflows float32 not far above 1e37
 MAX_LEN_RATIO = 1000.0  # decode.max_len_ratio: far above any language pair, far below int64 overflow
 MAX_LEN_OFFSET = 1_000_000  # decode.max_len_offset
@@ -101,7 +103,8 @@ class DataConfig:
             _check(0.0 <= v < 1.0, f"data.{name}", f"must be in [0, 1), got {v}")
         _check(self.valid_fraction + self.test_fraction < 1.0, "data.valid_fraction",
                "valid_fraction + test_fraction must be < 1")
-        _check(self.vocab_size >= 300, "data.vocab_size", f"must be >= 300, got {self.vocab_size}")
+        _check(300 <= self.vocab_size <= MAX_BPE_VOCAB, "data.vocab_size",
+               f"must be in [300, {MAX_BPE_VOCAB}], got {self.vocab_size}")
         _check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
         if self.source == "addition" and self.addition_style == "textbook":
             _check(self.size <= TEXTBOOK_ADDITION_MAX, "data.size",

@@ -138,6 +138,7 @@ def test_non_finite_number_in_a_file_names_the_file(tmp_path: Path) -> None:
     ("decode.length_penalty=1000", "decode.length_penalty"),  # ((5 + n) / 6) ** alpha overflows float64
     ("train.seed=1180591620717411303424", "train.seed"),  # 2**70: torch.manual_seed overflows
     ("train.lr=1e39", "train.lr"),  # Adam's step overflowed float32: a RuntimeError traceback
+    ("data.vocab_size=4294967296", "data.vocab_size"),  # aborted the process inside the tokenizers library
 ])
 def test_absurd_numbers_are_refused(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as e:
