@@ -36,6 +36,11 @@ def _check(ok: bool, key: str, msg: str) -> None:
         raise ConfigError(f"{key}: {msg}")
 
 
+def _excerpt(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters and a count of the rest: a bad value or key may be megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
 def _check_finite(section: Any, name: str) -> None:
     """Every float field of ``section`` (a dataclass called ``name``) is a finite number."""
     for f in dataclasses.fields(section):
@@ -279,35 +284,36 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = typing.get_args(tp)
         names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
         ok = any(value == c and type(value) is type(c) for c in choices)  # 1 is not True here
-        _check(ok, key, f"must be one of {names}; got {value!r}")
+        _check(ok, key, f"must be one of {names}; got {_excerpt(repr(value))}")
         return value
     if origin in (tuple, list):
-        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {value!r}")
+        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {_excerpt(repr(value))}")
         (item_tp, *_) = typing.get_args(tp)
         return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported annotation for {key}")  # pragma: no cover
     if tp is bool:
-        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        _check(isinstance(value, bool), key, f"must be true or false, got {_excerpt(repr(value))}")
     elif tp is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        _check(isinstance(value, int) and not isinstance(value, bool), key,
+               f"must be an integer, got {_excerpt(repr(value))}")
     elif tp is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               f"must be a number, got {value!r}")
+               f"must be a number, got {_excerpt(repr(value))}")
         return float(value)
     elif tp is str:
-        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        _check(isinstance(value, str), key, f"must be a string, got {_excerpt(repr(value))}")
     return value
 
 
 def _build_section(name: str, values: Any) -> Any:
     cls = SECTIONS[name]
-    _check(isinstance(values, dict), name, f"must be a mapping, got {values!r}")
+    _check(isinstance(values, dict), name, f"must be a mapping, got {_excerpt(repr(values))}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        dotted = f"{name}.{key}"
+        dotted = f"{name}.{_excerpt(str(key))}"
         _check(key in known, dotted, f"unknown key (known: {', '.join(sorted(known))})")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
@@ -326,17 +332,18 @@ def from_dict(raw: Any) -> Config:
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``"train.lr=3e-4"`` -> ``("train", "lr", 3e-4)``; the value is parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"{text}: override must look like section.key=value")
+        raise ConfigError(f"{_excerpt(text)}: override must look like section.key=value")
     dotted, raw = text.split("=", 1)
+    where = _excerpt(dotted)
     parts = dotted.strip().split(".")
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"{dotted}: override key must look like section.key")
+        raise ConfigError(f"{where}: override key must look like section.key")
     section, key = parts
     if section not in SECTIONS:
-        raise ConfigError(f"{dotted}: unknown section (known: {', '.join(SECTIONS)})")
+        raise ConfigError(f"{where}: unknown section (known: {', '.join(SECTIONS)})")
     known = {f.name for f in dataclasses.fields(SECTIONS[section])}
     if key not in known:
-        raise ConfigError(f"{dotted}: unknown key (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

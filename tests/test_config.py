@@ -151,3 +151,12 @@ def test_sections_built_in_code_are_checked_too() -> None:
         DecodeConfig(max_len_ratio=float("inf"))
     with pytest.raises(ConfigError, match="train.lr: must be a finite number"):
         TrainConfig(lr=float("inf"))
+
+
+@pytest.mark.parametrize("override", ["train.lr=" + "x" * 1_000_000, "model.cell=" + "y" * 1_000_000,
+                                      "model.num_layers=[" + "1, " * 300_000 + "]", "train." + "z" * 1_000_000 + "=1"])
+def test_a_huge_bad_value_is_named_by_an_excerpt(override: str) -> None:
+    """Messages echoed the whole offending value: megabytes on one line (issue 18)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert len(str(e.value)) < 500 and "characters" in str(e.value), str(e.value)[:1000]
