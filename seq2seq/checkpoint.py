@@ -13,6 +13,9 @@ It is written to ``<name>.tmp`` with every file fsynced, then swapped in by rena
 crash at any moment leaves either the old checkpoint or the new one, never half of one.
 Between the two renames of a swap the old one is briefly called ``<name>.old``;
 :func:`resolve` finds it there.
+
+Weights holding NaN or inf are never saved and never loaded (such a model translates every
+line to an empty string): both refuse them with an error naming the tensor.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +95,18 @@ def resolve(path: str | Path) -> Path:
     return p
 
 
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, or ``None`` when all are
+    finite. One host synchronisation; the tensors must be on one device."""
+    named = [(k, v) for k, v in tensors.items() if v.is_floating_point()]
+    if not named:
+        return None
+    finite = torch.stack([torch.isfinite(v.detach()).all() for _, v in named])  # (N,) bool
+    if bool(finite.all()):
+        return None
+    return named[int((~finite).nonzero()[0, 0])][0]
+
+
 def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split an optimizer ``state_dict`` into safetensors-storable tensors and JSON."""
     tensors: dict[str, torch.Tensor] = {}
@@ -122,10 +138,13 @@ def save(directory: str | Path, *, config: Config, model: nn.Module, src_tok: To
     final = Path(directory)
     tmp = final.parent / f"{final.name}.tmp"
     old = final.parent / f"{final.name}.old"
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = first_non_finite(weights)
+    if bad is not None:  # the checkpoint already at ``final`` is left as it is
+        raise CheckpointError(f"{final}: not saved: tensor {bad} holds NaN or inf")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if getattr(model, "cfg", None) is not None and model.cfg.tie_embeddings:  # type: ignore[union-attr]
         weights.pop("decoder.output.weight", None)  # shared with tgt_embed.weight; stored once
     save_file(weights, str(tmp / MODEL_FILE))
@@ -196,6 +215,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
                                   f"the config expects {tuple(tensor.shape)}{hint}")
         if weights[key].dtype != tensor.dtype:
             raise CheckpointError(f"{where}: tensor {key} has dtype {weights[key].dtype}, expected {tensor.dtype}")
+    bad = first_non_finite(weights)
+    if bad is not None:
+        raise CheckpointError(f"{where}: tensor {bad} holds NaN or inf")
     model.load_state_dict(weights)
     model.to(device)
     model.eval()

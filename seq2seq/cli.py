@@ -114,8 +114,6 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         check_positive(args, "beam", "nbest", "batch_size")
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
-        device = select_device(args.device, "--device")
-        translator = Translator.from_checkpoint(args.checkpoint, device)
         changes: dict[str, Any] = {}
         if args.batch_size is not None:
             changes["batch_size"] = args.batch_size
@@ -123,6 +121,9 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
             changes["max_len_ratio"] = args.max_len_ratio
         if args.length_penalty is not None:
             changes["length_penalty"] = args.length_penalty
+        _check_decode_options(changes)
+        device = select_device(args.device, "--device")
+        translator = Translator.from_checkpoint(args.checkpoint, device)
         translator.decode = dataclasses.replace(translator.decode, **changes)
         beam = args.beam or translator.decode.beam_size
         if args.nbest > beam:
@@ -143,6 +144,18 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_command(main)
+
+
+def _check_decode_options(changes: dict[str, Any]) -> None:
+    """The decode options given on the command line, checked as the config checks them
+    (finite, in range), before a checkpoint is loaded; the error names the option."""
+    from .config import ConfigError, DecodeConfig
+
+    try:
+        DecodeConfig(**changes)
+    except ConfigError as e:  # "decode.max_len_ratio: must be a finite number, got inf"
+        key, _, why = str(e).partition(": ")
+        raise ValueError(f"--{key.removeprefix('decode.').replace('_', '-')} {why}") from None
 
 
 def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int) -> None:

@@ -6,12 +6,16 @@ an unknown key, a value of the wrong type, or a value out of range raises
 :class:`ConfigError` whose message names the file and the dotted key, e.g.::
 
     configs/x.yaml: model.dropout: must be in [0, 1), got -0.1
+
+Every number must be finite (``inf`` and ``nan`` pass many a range check, e.g. ``lr > 0``),
+and the decoding limits have upper bounds that keep the output length limit within range.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +34,28 @@ class ConfigError(ValueError):
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {msg}")
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters and a count of the rest: a bad value or key may be megabytes."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def _check_finite(section: Any, name: str) -> None:
+    """Every float field of ``section`` (a dataclass called ``name``) is a finite number."""
+    for f in dataclasses.fields(section):
+        v = getattr(section, f.name)
+        if isinstance(v, float):
+            _check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
+
+
+MAX_BPE_VOCAB = 1_000_000  # data.vocab_size: the tokenizers library allocates for it up front (and aborts
+# the process near 2**32); no corpus this toolkit trains on fills more
+MAX_LR = 1000.0  # train.lr: far above any useful rate; Adam's step overflows float32 not far above 1e37
+MAX_LEN_RATIO = 1000.0  # decode.max_len_ratio: far above any language pair, far below int64 overflow
+MAX_LEN_OFFSET = 1_000_000  # decode.max_len_offset
+MAX_LENGTH_PENALTY = 10.0  # decode.length_penalty: ((5 + n) / 6) ** alpha overflows float64 for large alpha
+SEED_LIMIT = 2**32  # train.seed: torch.manual_seed takes 64 bits, and the loop derives seeds from it
 
 
 @dataclass(frozen=True)
@@ -75,13 +101,15 @@ class DataConfig:
     prepared: str = ""  # a prepared store directory to stream training data from; "": in memory
 
     def __post_init__(self) -> None:
+        _check_finite(self, "data")
         _check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
         for name in ("valid_fraction", "test_fraction"):
             v = getattr(self, name)
             _check(0.0 <= v < 1.0, f"data.{name}", f"must be in [0, 1), got {v}")
         _check(self.valid_fraction + self.test_fraction < 1.0, "data.valid_fraction",
                "valid_fraction + test_fraction must be < 1")
-        _check(self.vocab_size >= 300, "data.vocab_size", f"must be >= 300, got {self.vocab_size}")
+        _check(300 <= self.vocab_size <= MAX_BPE_VOCAB, "data.vocab_size",
+               f"must be in [300, {MAX_BPE_VOCAB}], got {self.vocab_size}")
         _check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
         if self.source == "addition" and self.addition_style == "textbook":
             _check(self.size <= TEXTBOOK_ADDITION_MAX, "data.size",
@@ -118,6 +146,7 @@ class ModelConfig:
     decoder_init: Literal["state", "hidden"] = "state"
 
     def __post_init__(self) -> None:
+        _check_finite(self, "model")
         _check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
         _check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
         _check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
@@ -159,10 +188,11 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar
 
     def __post_init__(self) -> None:
+        _check_finite(self, "train")
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
-        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(0 < self.lr <= MAX_LR, "train.lr", f"must be in (0, {MAX_LR:g}], got {self.lr}")
         _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
         _check(self.clip_norm >= 0, "train.clip_norm", f"must be >= 0, got {self.clip_norm}")
         for name in ("teacher_forcing", "teacher_forcing_decay", "teacher_forcing_min"):
@@ -177,6 +207,7 @@ class TrainConfig:
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
         _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
+        _check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -193,12 +224,16 @@ class DecodeConfig:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
+        _check_finite(self, "decode")
         _check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
         _check(1 <= self.nbest <= self.beam_size, "decode.nbest",
                f"must be in [1, beam_size={self.beam_size}], got {self.nbest}")
-        _check(self.length_penalty >= 0, "decode.length_penalty", f"must be >= 0, got {self.length_penalty}")
-        _check(self.max_len_ratio > 0, "decode.max_len_ratio", f"must be > 0, got {self.max_len_ratio}")
-        _check(self.max_len_offset >= 0, "decode.max_len_offset", f"must be >= 0, got {self.max_len_offset}")
+        _check(0 <= self.length_penalty <= MAX_LENGTH_PENALTY, "decode.length_penalty",
+               f"must be in [0, {MAX_LENGTH_PENALTY:g}], got {self.length_penalty}")
+        _check(0 < self.max_len_ratio <= MAX_LEN_RATIO, "decode.max_len_ratio",
+               f"must be in (0, {MAX_LEN_RATIO:g}], got {self.max_len_ratio}")
+        _check(0 <= self.max_len_offset <= MAX_LEN_OFFSET, "decode.max_len_offset",
+               f"must be in [0, {MAX_LEN_OFFSET}], got {self.max_len_offset}")
         _check(self.batch_size >= 1, "decode.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
@@ -249,35 +284,36 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = typing.get_args(tp)
         names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
         ok = any(value == c and type(value) is type(c) for c in choices)  # 1 is not True here
-        _check(ok, key, f"must be one of {names}; got {value!r}")
+        _check(ok, key, f"must be one of {names}; got {_excerpt(repr(value))}")
         return value
     if origin in (tuple, list):
-        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {value!r}")
+        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {_excerpt(repr(value))}")
         (item_tp, *_) = typing.get_args(tp)
         return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported annotation for {key}")  # pragma: no cover
     if tp is bool:
-        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        _check(isinstance(value, bool), key, f"must be true or false, got {_excerpt(repr(value))}")
     elif tp is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        _check(isinstance(value, int) and not isinstance(value, bool), key,
+               f"must be an integer, got {_excerpt(repr(value))}")
     elif tp is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               f"must be a number, got {value!r}")
+               f"must be a number, got {_excerpt(repr(value))}")
         return float(value)
     elif tp is str:
-        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        _check(isinstance(value, str), key, f"must be a string, got {_excerpt(repr(value))}")
     return value
 
 
 def _build_section(name: str, values: Any) -> Any:
     cls = SECTIONS[name]
-    _check(isinstance(values, dict), name, f"must be a mapping, got {values!r}")
+    _check(isinstance(values, dict), name, f"must be a mapping, got {_excerpt(repr(values))}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
-        dotted = f"{name}.{key}"
+        dotted = f"{name}.{_excerpt(str(key))}"
         _check(key in known, dotted, f"unknown key (known: {', '.join(sorted(known))})")
         kwargs[key] = _coerce(value, hints[key], dotted)
     return cls(**kwargs)
@@ -296,17 +332,18 @@ def from_dict(raw: Any) -> Config:
 def parse_override(text: str) -> tuple[str, str, Any]:
     """``"train.lr=3e-4"`` -> ``("train", "lr", 3e-4)``; the value is parsed as YAML."""
     if "=" not in text:
-        raise ConfigError(f"{text}: override must look like section.key=value")
+        raise ConfigError(f"{_excerpt(text)}: override must look like section.key=value")
     dotted, raw = text.split("=", 1)
+    where = _excerpt(dotted)
     parts = dotted.strip().split(".")
     if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"{dotted}: override key must look like section.key")
+        raise ConfigError(f"{where}: override key must look like section.key")
     section, key = parts
     if section not in SECTIONS:
-        raise ConfigError(f"{dotted}: unknown section (known: {', '.join(SECTIONS)})")
+        raise ConfigError(f"{where}: unknown section (known: {', '.join(SECTIONS)})")
     known = {f.name for f in dataclasses.fields(SECTIONS[section])}
     if key not in known:
-        raise ConfigError(f"{dotted}: unknown key (known: {', '.join(sorted(known))})")
+        raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

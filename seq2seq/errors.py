@@ -51,8 +51,14 @@ def run_command(main: Callable[[], int], extra_errors: MoreErrors = ()) -> int:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, OSError) and e.filename:
             msg = f"{e.filename}: {e.strerror or msg}"
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {excerpt(msg)}", file=sys.stderr)
         return 1
+
+
+def excerpt(msg: str, head: int = 400, tail: int = 200) -> str:
+    """``msg``, its middle cut when it is long: a message may echo a value of megabytes."""
+    cut = len(msg) - head - tail
+    return msg if cut <= 20 else f"{msg[:head]} ...[{cut:,} characters cut]... {msg[-tail:]}"
 
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:

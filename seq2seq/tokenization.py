@@ -32,6 +32,8 @@ from typing import Any
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from .config import MAX_BPE_VOCAB
+
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # in id order
 KINDS = ("char", "bpe")
@@ -157,13 +159,16 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000) -> 
     """Train a ``"char"`` or ``"bpe"`` tokenizer on ``texts``.
 
     ``vocab_size`` (specials and the 256 byte symbols included) applies to BPE only;
-    it is an upper bound, reached when the texts offer enough merges.
+    it is an upper bound, reached when the texts offer enough merges, and at most
+    ``MAX_BPE_VOCAB`` (the library allocates for it up front).
     """
     if kind == "char":
         return Tokenizer(_train_char(texts), "char")
     if kind == "bpe":
         if vocab_size < len(SPECIAL_TOKENS) + 256:
             raise ValueError(f"BPE vocab_size must be >= {len(SPECIAL_TOKENS) + 256}, got {vocab_size}")
+        if vocab_size > MAX_BPE_VOCAB:
+            raise ValueError(f"BPE vocab_size must be <= {MAX_BPE_VOCAB}, got {vocab_size}")
         return Tokenizer(_train_bpe(texts, vocab_size), "bpe")
     raise ValueError(f"tokenizer kind must be one of {KINDS}, got {kind!r}")
 

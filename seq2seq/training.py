@@ -6,6 +6,11 @@ shuffled length-bucketed batches, validate (loss, perplexity, greedy BLEU/chrF),
 ``last/`` (and ``best/`` when validation BLEU improves), and stop early when it has not
 improved for ``train.patience`` epochs.
 
+A step with a NaN/inf loss or gradient is skipped; weights that became NaN/inf anyway (a
+finite loss whose update overflowed) stop the run before anything is validated or saved:
+the weights are checked after a skipped step, at each metrics record, before validation
+and before each save, so ``best/`` and ``last/`` only ever hold finite weights.
+
 Two ways to scale, both without changing that loop (the README's "Scaling up" section has the commands):
 
 * Several GPUs or nodes: under ``torchrun`` this process is one rank of a data-parallel
@@ -56,7 +61,8 @@ class TrainError(RuntimeError):
 
 
 class DivergedError(TrainError):
-    """The loss stayed NaN/inf for ``train.max_bad_steps`` steps in a row: the run diverged."""
+    """The run diverged: the loss stayed NaN/inf for ``train.max_bad_steps`` steps in a row,
+    or a weight became NaN/inf (which no later step can undo)."""
 
 
 # --- data --------------------------------------------------------------------------
@@ -461,23 +467,37 @@ class Trainer:
         return lr
 
     def step_was_finite(self, ok: bool) -> bool:
-        """The NaN guard: count a skipped step; ``max_bad_steps`` of them in a row end the run."""
+        """The NaN guard: count a skipped step; ``max_bad_steps`` of them in a row end the run,
+        and so does a skipped step whose cause is a non-finite weight."""
         p = self.progress
         if ok:
             self.consecutive_bad = 0
             return True
+        self.check_weights()
         p.skipped_steps += 1
         self.consecutive_bad += 1
         self.world.print(f"warning: non-finite loss or gradient at step {p.step}; step skipped", file=sys.stderr)
         if self.consecutive_bad >= self.cfg.train.max_bad_steps:
-            kept = (f"The last good checkpoint is {self.out / 'last'}" if (self.out / "last").exists()
-                    else "No checkpoint was written yet")
             raise DivergedError(f"loss was NaN/inf for {self.consecutive_bad} steps in a row "
-                                f"(step {p.step}); stopped. {kept}")
+                                f"(step {p.step}); stopped. {self.kept()}")
         return False
+
+    def check_weights(self) -> None:
+        """Stop the run (:class:`DivergedError`) if a weight is NaN/inf; one host sync. Every
+        rank holds the same weights, so every rank stops alike."""
+        bad = checkpoint.first_non_finite(dict(self.model.named_parameters()))
+        if bad is not None:
+            raise DivergedError(f"weights became NaN/inf (tensor {bad}) by step {self.progress.step}; stopped "
+                                f"(is train.lr={self.cfg.train.lr:g} too high?). {self.kept()}")
+
+    def kept(self) -> str:
+        """Where the last good checkpoint is, for a message that stops the run."""
+        return (f"The last good checkpoint is {self.out / 'last'}" if (self.out / "last").exists()
+                else "No checkpoint was written yet")
 
     def log_window(self, window: Window, lr: float, tf: float, bar: Any) -> None:
         assert self.tracker is not None
+        self.check_weights()  # once a window: a finite loss can still leave a weight NaN
         record = window.record(lr, tf, self.progress.epoch + 1)
         self.tracker.log(record, self.progress.step)
         if bar is not None:
@@ -489,6 +509,7 @@ class Trainer:
         plateau schedule and best/ (alike on every rank)."""
         cfg, p, world, data = self.cfg, self.progress, self.world, self.data
         assert self.tracker is not None
+        self.check_weights()
         metrics, samples = validate(self.model, data, cfg, world.device, self.autocast) if world.is_main else ({}, [])
         metrics = world.broadcast(metrics)
         p.epoch += 1
@@ -529,6 +550,7 @@ class Trainer:
             return [translator.alignment(src, beam_size=1) for src, _ in self.data.valid_pairs[:n] if src.strip()]
 
     def save_last(self) -> None:
+        self.check_weights()
         self.progress.elapsed = time.perf_counter() - self.started
         save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
                   self.progress, self.world)

@@ -154,6 +154,26 @@ def test_wrong_shape_missing_and_unexpected_tensors(best: Path) -> None:
     refused(best, "tensor decoder.output.bias has dtype torch.float64")
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_weights_are_refused(value: float, best: Path) -> None:
+    """NaN or inf weights translated every line to an empty string, exit 0 (issue 18, item 7)."""
+    path = best / "model.safetensors"
+    weights = load_file(str(path))
+    weights["decoder.rnn.weight_hh_l0"][3, 5] = value
+    save_file(weights, str(path))
+    refused(best, str(path), "tensor decoder.rnn.weight_hh_l0 holds NaN or inf")
+
+
+@pytest.mark.smoke
+def test_translate_cli_refuses_non_finite_weights(best: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = best / "model.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(str(path)).items()}, str(path))
+    assert translate_main(["--checkpoint", str(best), "--input", os.devnull]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"error: {path}: tensor ") and "holds NaN or inf" in err and err.count("\n") == 1, err
+
+
 def test_config_with_unknown_key(best: Path) -> None:
     path = best / "config.yaml"
     path.write_text(path.read_text().replace("model:\n", "model:\n  hiden_dim: 64\n"))
@@ -281,3 +301,16 @@ def test_crash_during_the_next_save_keeps_the_old_checkpoint(run: Path, monkeypa
     monkeypatch.undo()
     assert (checkpoint.resolve(run / "last") / "model.safetensors").read_bytes() == before
     checkpoint.load_trainer(run / "last")
+
+
+def test_non_finite_weights_are_never_saved(run: Path) -> None:
+    """``save`` refuses NaN/inf weights and leaves the checkpoint already there untouched."""
+    loaded = checkpoint.load(run / "best")
+    before = (run / "last" / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        loaded.model.decoder.output.bias[0] = float("nan")
+    with pytest.raises(CheckpointError, match=f"{run / 'last'}: not saved: tensor decoder.output.bias holds NaN"):
+        checkpoint.save(run / "last", config=loaded.config, model=loaded.model, src_tok=loaded.src_tok,
+                        tgt_tok=loaded.tgt_tok)
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    assert not (run / "last.tmp").exists()

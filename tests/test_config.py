@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.config import Config, ConfigError, load_config
+from seq2seq.config import Config, ConfigError, DecodeConfig, TrainConfig, load_config
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -107,3 +107,56 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     cfg = load_config(None, ["model.cell=gru", "tracking.tags=[x]", "train.lr=0.01"])
     p = write(tmp_path, cfg.to_yaml())
     assert load_config(p) == cfg
+
+
+# --- non-finite and absurd numbers (issue 18, item 6) -----------------------------------------
+@pytest.mark.parametrize("override,key", [
+    ("train.lr=inf", "train.lr"),
+    ("train.lr=.inf", "train.lr"),
+    ("train.lr=nan", "train.lr"),
+    ("train.weight_decay=inf", "train.weight_decay"),
+    ("train.clip_norm=.inf", "train.clip_norm"),
+    ("decode.length_penalty=inf", "decode.length_penalty"),
+    ("decode.max_len_ratio=inf", "decode.max_len_ratio"),
+    ("decode.max_len_ratio=.nan", "decode.max_len_ratio"),
+])
+def test_non_finite_numbers_are_refused(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert f"{key}: must be a finite number" in str(e.value) and "command line" in str(e.value)
+
+
+def test_non_finite_number_in_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "train:\n  lr: .inf\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: train.lr: must be a finite number, got inf"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("decode.max_len_ratio=1e18", "decode.max_len_ratio"),  # overflowed the length limit: empty outputs
+    ("decode.max_len_offset=10000000000000000000", "decode.max_len_offset"),
+    ("decode.length_penalty=1000", "decode.length_penalty"),  # ((5 + n) / 6) ** alpha overflows float64
+    ("train.seed=1180591620717411303424", "train.seed"),  # 2**70: torch.manual_seed overflows
+    ("train.lr=1e39", "train.lr"),  # Adam's step overflowed float32: a RuntimeError traceback
+    ("data.vocab_size=4294967296", "data.vocab_size"),  # aborted the process inside the tokenizers library
+])
+def test_absurd_numbers_are_refused(override: str, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert f"{key}: must be" in str(e.value)
+
+
+def test_sections_built_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match="decode.max_len_ratio: must be a finite number"):
+        DecodeConfig(max_len_ratio=float("inf"))
+    with pytest.raises(ConfigError, match="train.lr: must be a finite number"):
+        TrainConfig(lr=float("inf"))
+
+
+@pytest.mark.parametrize("override", ["train.lr=" + "x" * 1_000_000, "model.cell=" + "y" * 1_000_000,
+                                      "model.num_layers=[" + "1, " * 300_000 + "]", "train." + "z" * 1_000_000 + "=1"])
+def test_a_huge_bad_value_is_named_by_an_excerpt(override: str) -> None:
+    """Messages echoed the whole offending value: megabytes on one line (issue 18)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert len(str(e.value)) < 500 and "characters" in str(e.value), str(e.value)[:1000]

@@ -212,3 +212,55 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path, t
     assert err[2].startswith("error: loss was NaN/inf for 2 steps in a row (step 3); stopped.")
     assert str(run / "last") in err[2]
     assert snapshot(run / "last") == before  # byte for byte
+
+
+# --- NaN / inf weights (issue 18, item 6) -----------------------------------------------------
+def poison_weights_after(monkeypatch: pytest.MonkeyPatch, step: int, everything: bool = False) -> None:
+    """After training step ``step`` (1-based), set one weight the loss never reads to NaN: the
+    source embedding of ``<unk>``, which the char tokenizer never emits, so losses stay finite.
+    ``everything``: every weight instead."""
+    real, calls = training.train_step, []
+
+    def train_step(net: Any, *args: Any, **kwargs: Any) -> Any:
+        result = real(net, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == step:
+            with torch.no_grad():
+                if everything:
+                    for p in net.parameters():
+                        p.fill_(float("nan"))
+                else:
+                    net.model.src_embed.weight[3, 0] = float("nan")
+        return result
+
+    monkeypatch.setattr(training, "train_step", train_step)
+
+
+@pytest.mark.parametrize("log_every", [1, 100], ids=["at-the-log", "at-validation"])
+def test_non_finite_weights_with_finite_losses_keep_the_last_good_checkpoint(
+        log_every: int, tmp_path: Path, tiny_config: Any, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    train(tiny_config("train.epochs=1"), run)
+    before = {name: snapshot(run / name) for name in ("best", "last")}
+    capsys.readouterr()
+
+    poison_weights_after(monkeypatch, 2)  # the second step of the resumed run: step 5 in all
+    assert train_main(["--out", str(run), "--resume", "train.epochs=3", f"train.log_every={log_every}"]) == 1
+    line = one_error_line(capsys.readouterr().err, "weights became NaN/inf (tensor src_embed.weight)",
+                          f"The last good checkpoint is {run / 'last'}")
+    assert ("by step 5" if log_every == 1 else "by step 6") in line  # at the log, or before validating
+    assert {name: snapshot(run / name) for name in ("best", "last")} == before  # byte for byte
+
+
+def test_weights_gone_non_finite_stop_before_any_checkpoint(tmp_path: Path, tiny_overrides: tuple[str, ...],
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A finite loss at step 1 whose update makes every weight NaN (as train.lr=inf did): the
+    run used to save best/ and last/ of NaN weights and, with one epoch, exit 0."""
+    poison_weights_after(monkeypatch, 1, everything=True)
+    run = tmp_path / "run"
+    assert train_main(["--config", CONFIG, "--out", str(run), *tiny_overrides, "train.epochs=1"]) == 1
+    line = one_error_line(capsys.readouterr().err, "weights became NaN/inf", "by step 1")
+    assert "No checkpoint was written yet" in line
+    assert not (run / "best").exists() and not (run / "last").exists()

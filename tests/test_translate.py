@@ -166,6 +166,12 @@ def test_missing_checkpoint_is_one_line_error(tmp_path: Path) -> None:
     (["--nbest", "6"], "error: --nbest (6) must not exceed the beam size (5)"),  # the checkpoint's beam 5
     (["--beam", "0"], "error: --beam must be >= 1, got 0"),
     (["--max-len-ratio", "0"], "error: --max-len-ratio must be > 0, got 0.0"),
+    # inf, or >= ~1e18, overflowed the length limit: every output line was empty, exit 0
+    (["--max-len-ratio", "inf"], "error: --max-len-ratio must be a finite number, got inf"),
+    (["--max-len-ratio", "nan"], "error: --max-len-ratio must be a finite number, got nan"),
+    (["--max-len-ratio", "1e18"], "error: --max-len-ratio must be in (0, 1000], got 1e+18"),
+    (["--length-penalty", "inf"], "error: --length-penalty must be a finite number, got inf"),
+    (["--length-penalty", "-1"], "error: --length-penalty must be in [0, 10], got -1.0"),
 ])
 def test_bad_options_are_one_line_errors(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str],
                                          args: list[str], message: str) -> None:
