@@ -9,6 +9,7 @@ line ``error: ...`` on stderr and exit status 1, never a traceback (:mod:`seq2se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -109,11 +110,13 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         import dataclasses
 
         from .device import select_device
+        from .outputs import check_outputs, open_output
         from .translation import Translator
 
         check_positive(args, "beam", "nbest", "batch_size")
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
+        check_outputs({"--output": args.output}, {"--input": args.input})  # before the checkpoint is read
         device = select_device(args.device, "--device")
         translator = Translator.from_checkpoint(args.checkpoint, device)
         changes: dict[str, Any] = {}
@@ -130,16 +133,11 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
         if args.input is None and args.output is None and sys.stdin.isatty():
             return _interactive(translator, beam, args.nbest)
-        src = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
-        out: TextIO = (open(args.output, "w", encoding="utf-8") if args.output  # noqa: SIM115
-                       else _utf8_stdout())
-        try:
+        with contextlib.ExitStack() as stack:
+            src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
+            # a file is replaced whole at the end (seq2seq.outputs): a failure keeps the old one
+            out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
             _translate_stream(translator, src, out, beam, args.nbest, args.chunk)
-        finally:
-            if args.input:
-                src.close()
-            if args.output:
-                out.close()
         return 0
 
     return run_command(main)
