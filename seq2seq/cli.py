@@ -39,12 +39,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     def main() -> int:
         from .config import load_config
-        from .training import RUN_CONFIG, train
+        from .rundir import run_config_path
+        from .training import train
 
         config_path = args.config
         if config_path is None:
-            if args.resume and args.out is not None and (args.out / RUN_CONFIG).exists():
-                config_path = args.out / RUN_CONFIG
+            if args.resume and args.out is not None and run_config_path(args.out).exists():
+                config_path = run_config_path(args.out)
             else:
                 config_path = DEFAULT_CONFIG
         cfg = load_config(config_path, args.overrides)

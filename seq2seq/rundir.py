@@ -42,7 +42,9 @@ class RunDirError(RuntimeError):
 # --- the directory ---------------------------------------------------------------------
 def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> None:
     """Refuse a directory that is not writable or holds another run (unless asked). Changes
-    nothing of a run in it: :func:`replace_run` does, once the new run is ready to start."""
+    nothing of a run in it: :func:`replace_run` does, once the new run is ready to start (a
+    replacement cut short by a crash is undone first, :func:`undo_replace`)."""
+    undo_replace(out)
     holds_run = any((out / n).exists() for n in (RUN_CONFIG, "last", "best", "metrics.jsonl"))
     if resume:
         if not holds_run:
@@ -89,8 +91,8 @@ def has_checkpoint(out: Path) -> bool:
 
 def replace_run(out: Path) -> None:
     """``--overwrite``, once the new run is ready to start: move the old run's files aside into
-    ``out/.replaced/`` (each rename atomic); :func:`write_run_config` then deletes them. A
-    ``.replaced/`` left by a crash between the two is the run that was being replaced."""
+    ``out/.replaced/`` (each rename atomic). The new ``config.yaml`` (:func:`write_run_config`)
+    commits the replacement and deletes them; a crash before it is undone by the next start."""
     aside = out / REPLACED
     if aside.exists():
         shutil.rmtree(aside)
@@ -98,6 +100,26 @@ def replace_run(out: Path) -> None:
     for name in RUN_FILES:
         if (out / name).exists():
             (out / name).rename(aside / name)
+
+
+def undo_replace(out: Path) -> None:
+    """Put back an old run that :func:`replace_run` moved aside when the new run never wrote its
+    ``config.yaml`` (a crash in between): until then, the old run is the run in ``out``."""
+    aside = out / REPLACED
+    if not aside.is_dir() or (out / RUN_CONFIG).exists():
+        return  # none, or the new run took over: its start deletes the old files
+    for path in aside.iterdir():
+        if not (out / path.name).exists():
+            path.rename(out / path.name)
+    if not any(aside.iterdir()):
+        aside.rmdir()
+
+
+def run_config_path(out: Path) -> Path:
+    """The run's ``config.yaml``; after a replacement cut short (:func:`undo_replace` will put it
+    back), the old run's, set aside."""
+    aside = out / REPLACED / RUN_CONFIG
+    return aside if not (out / RUN_CONFIG).exists() and aside.exists() else out / RUN_CONFIG
 
 
 def write_run_config(out: Path, cfg: Config) -> None:

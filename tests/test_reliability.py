@@ -201,6 +201,22 @@ def test_overwrite_replaces_the_whole_old_run(trained_run: Path, tmp_path: Path,
     assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last", "metrics.jsonl"]
 
 
+def test_overwrite_cut_short_by_a_crash_is_undone(trained_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed after the old run was moved aside but before the new run wrote its config.yaml:
+    the next start puts the old run back, so the replacement happened entirely or not at all."""
+    from seq2seq.rundir import replace_run
+
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = snapshot(run)
+    replace_run(run)
+    assert not (run / "last").exists()
+    assert train_main(["--out", str(run), "--resume"]) == 0
+    assert "training already finished" in capsys.readouterr().out
+    assert snapshot(run) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in trained_run.iterdir())
+
+
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not-a-mapping"])
 def test_resume_refuses_a_damaged_run_config(damage: str, trained_run: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
