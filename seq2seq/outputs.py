@@ -42,7 +42,7 @@ def check_outputs(outputs: Mapping[str, Path | None], inputs: Mapping[str, Path 
             raise ValueError(f"{option} {path}: is a directory")
         if not target.parent.is_dir():
             raise ValueError(f"{option} {path}: directory {path.parent} not found")
-        if not os.access(target.parent, os.W_OK | os.X_OK) and not (target.exists() and not target.is_file()):
+        if not _special(path) and not os.access(target.parent, os.W_OK | os.X_OK):
             raise ValueError(f"{option} {path}: directory {path.parent} is not writable")
 
 
@@ -54,11 +54,11 @@ def open_output(path: Path) -> Iterator[TextIO]:
     (keeping an existing file's permissions); on an error the temporary file is removed and
     ``path`` is left as it was.
     """
-    target = Path(os.path.realpath(path))  # through a symlink: replace the file, not the link
-    if target.exists() and not target.is_file():  # /dev/stdout, a pipe: nothing to rename over
-        with open(target, "w", encoding="utf-8") as f:
+    if _special(path):  # /dev/stdout, a pipe: nothing to rename over
+        with open(path, "w", encoding="utf-8") as f:
             yield f
         return
+    target = Path(os.path.realpath(path))  # through a symlink: replace the file, not the link
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
     try:
         f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed below, on every path
@@ -75,3 +75,9 @@ def open_output(path: Path) -> Iterator[TextIO]:
     finally:
         f.close()
         tmp.unlink(missing_ok=True)
+
+
+def _special(path: Path) -> bool:
+    """A device, pipe or file-descriptor path (``/dev/stdout`` even when redirected to a file):
+    written directly, never replaced by a rename."""
+    return str(path).startswith(("/dev/", "/proc/")) or (path.exists() and not path.is_file())
