@@ -73,6 +73,15 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write one file as checkpoints are written: ``<name>.tmp``, fsynced, renamed over ``path``
+    (a crash leaves the old file or the new one, never part of one)."""
+    tmp = path.parent / f"{path.name}.tmp"
+    _write_bytes(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())

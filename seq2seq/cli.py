@@ -9,6 +9,7 @@ line ``error: ...`` on stderr and exit status 1, never a traceback (:mod:`seq2se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -38,12 +39,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     def main() -> int:
         from .config import load_config
-        from .training import RUN_CONFIG, train
+        from .rundir import run_config_path
+        from .training import train
 
         config_path = args.config
         if config_path is None:
-            if args.resume and args.out is not None and (args.out / RUN_CONFIG).exists():
-                config_path = args.out / RUN_CONFIG
+            if args.resume and args.out is not None and run_config_path(args.out).exists():
+                config_path = run_config_path(args.out)
             else:
                 config_path = DEFAULT_CONFIG
         cfg = load_config(config_path, args.overrides)
@@ -109,11 +111,13 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         import dataclasses
 
         from .device import select_device
+        from .outputs import check_outputs, open_output
         from .translation import Translator
 
         check_positive(args, "beam", "nbest", "batch_size")
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
+        check_outputs({"--output": args.output}, {"--input": args.input})  # before the checkpoint is read
         changes: dict[str, Any] = {}
         if args.batch_size is not None:
             changes["batch_size"] = args.batch_size
@@ -131,16 +135,11 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
 
         if args.input is None and args.output is None and sys.stdin.isatty():
             return _interactive(translator, beam, args.nbest)
-        src = open(args.input, "rb") if args.input else sys.stdin.buffer  # noqa: SIM115
-        out: TextIO = (open(args.output, "w", encoding="utf-8") if args.output  # noqa: SIM115
-                       else _utf8_stdout())
-        try:
+        with contextlib.ExitStack() as stack:
+            src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
+            # a file is replaced whole at the end (seq2seq.outputs): a failure keeps the old one
+            out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
             _translate_stream(translator, src, out, beam, args.nbest, args.chunk)
-        finally:
-            if args.input:
-                src.close()
-            if args.output:
-                out.close()
         return 0
 
     return run_command(main)

@@ -159,16 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     def work() -> int:
+        import contextlib
         import dataclasses
         import json
 
         from .corpus import load_split, read_parallel_files
         from .device import select_device
+        from .outputs import check_outputs, open_output
         from .translation import Translator
 
         if (args.src is None) != (args.ref is None):
             raise ValueError("--src and --ref go together")
         check_positive(args, "beam", "batch_size")
+        check_outputs({"--output": args.output, "--json": args.json}, {"--src": args.src, "--ref": args.ref})
         translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
         if args.batch_size is not None:
             translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
@@ -190,16 +193,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
             edges = " ".join(map(str, args.buckets))
             raise ValueError(f"--buckets must be increasing positive word counts, got {edges}")
-        result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
-                                edges=tuple(args.buckets), warn=warn)
-        print(f"{name}: {len(pairs)} sentences, beam {beam}")
-        print(format_report(result.scores, result.buckets))
-        if args.output:
-            args.output.write_text("".join(h + "\n" for h in result.hyps), encoding="utf-8")
-        if args.json:
-            args.json.write_text(json.dumps({
-                "data": name, "beam": beam, **dataclasses.asdict(result.scores),
-                "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n", encoding="utf-8")
+        with contextlib.ExitStack() as stack:  # opened (so known writable) before decoding, replaced at the end
+            hyp_file = stack.enter_context(open_output(args.output)) if args.output else None
+            json_file = stack.enter_context(open_output(args.json)) if args.json else None
+            result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
+                                    edges=tuple(args.buckets), warn=warn)
+            print(f"{name}: {len(pairs)} sentences, beam {beam}")
+            print(format_report(result.scores, result.buckets))
+            if hyp_file is not None:
+                hyp_file.write("".join(h + "\n" for h in result.hyps))
+            if json_file is not None:
+                json_file.write(json.dumps({
+                    "data": name, "beam": beam, **dataclasses.asdict(result.scores),
+                    "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n")
         return 0
 
     return run_command(work)

@@ -5,24 +5,34 @@ per logging interval and epoch), ``best/`` (the checkpoint with the best validat
 and ``last/`` (the latest checkpoint, with the trainer state: :class:`Progress`, the
 optimizer, and every rank's random number generators, so that a resumed run takes exactly
 the steps the uninterrupted one would have).
+
+Nothing of a run is lost to a start that fails. ``--overwrite`` leaves the old run in place
+until the new one has its data, tokenizers and model (:func:`replace_run`); ``config.yaml``
+is written whole (temp file + rename) and only once a start or resume has succeeded; and a
+run killed before its first checkpoint is resumed from its beginning.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
-from .config import Config, load_config
+from .config import SECTIONS, Config, load_config
 from .distributed import World
 from .tokenization import Tokenizer
 
 RUN_CONFIG = "config.yaml"
+RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "metrics.jsonl.tmp", "last", "best", "last.old", "best.old", "last.tmp",
+             "best.tmp")  # what a run writes; --overwrite replaces these, and nothing else
+REPLACED = ".replaced"  # the old run's files while --overwrite swaps in the new run
 
 
 class RunDirError(RuntimeError):
@@ -31,15 +41,15 @@ class RunDirError(RuntimeError):
 
 # --- the directory ---------------------------------------------------------------------
 def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> None:
-    """Refuse a directory that is not writable or holds another run (unless asked)."""
+    """Refuse a directory that is not writable or holds another run (unless asked). Changes
+    nothing of a run in it: :func:`replace_run` does, once the new run is ready to start (a
+    replacement cut short by a crash is undone first, :func:`undo_replace`)."""
+    undo_replace(out)
     holds_run = any((out / n).exists() for n in (RUN_CONFIG, "last", "best", "metrics.jsonl"))
     if resume:
         if not holds_run:
             raise RunDirError(f"{out}: nothing to resume (no run in this directory)")
-        try:
-            saved = load_config(out / RUN_CONFIG)
-        except Exception as e:  # noqa: BLE001 - reported in one line
-            raise RunDirError(f"{out / RUN_CONFIG}: cannot read the run's config ({e})") from None
+        saved = load_run_config(out / RUN_CONFIG)
         for section in ("data", "model"):
             if getattr(saved, section) != getattr(cfg, section):
                 raise RunDirError(f"{out}: holds a run with a different {section} config; "
@@ -54,14 +64,69 @@ def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> N
         probe.unlink()
     except OSError as e:
         raise RunDirError(f"{out}: output directory is not writable ({e.strerror})") from None
-    if overwrite and not resume:
-        import shutil
 
-        for name in ("last", "best", "last.old", "best.old", "last.tmp", "best.tmp"):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        for name in (RUN_CONFIG, "metrics.jsonl"):
-            (out / name).unlink(missing_ok=True)
+
+def load_run_config(path: Path) -> Config:
+    """A run's own ``config.yaml``. It is written whole, every section, so an empty or cut one is
+    damaged, not a config of defaults: refused in one line naming the file."""
+    try:
+        saved = load_config(path)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception as e:  # noqa: BLE001 - reported in one line
+        raise RunDirError(f"{path}: cannot read the run's config ({e})") from None
+    missing = [name for name in SECTIONS if not isinstance(raw, dict) or not isinstance(raw.get(name), dict)]
+    if missing:
+        what = "empty" if not raw else f"damaged (no {', '.join(missing)} section)"
+        copy = path.parent / "last" / checkpoint.CONFIG_FILE
+        restore = f"copy {copy} over it" if copy.exists() else "restore it"
+        raise RunDirError(f"{path}: the run's config is {what}; {restore} to resume this run, "
+                          "or start again with --overwrite")
+    return saved
+
+
+def has_checkpoint(out: Path) -> bool:
+    """Whether the run in ``out`` has saved a resumable ``last/`` (or its ``.old`` twin, mid-swap)."""
+    return (out / "last").is_dir() or (out / "last.old").is_dir()
+
+
+def replace_run(out: Path) -> None:
+    """``--overwrite``, once the new run is ready to start: move the old run's files aside into
+    ``out/.replaced/`` (each rename atomic). The new ``config.yaml`` (:func:`write_run_config`)
+    commits the replacement and deletes them; a crash before it is undone by the next start."""
+    aside = out / REPLACED
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir()
+    for name in RUN_FILES:
+        if (out / name).exists():
+            (out / name).rename(aside / name)
+
+
+def undo_replace(out: Path) -> None:
+    """Put back an old run that :func:`replace_run` moved aside when the new run never wrote its
+    ``config.yaml`` (a crash in between): until then, the old run is the run in ``out``."""
+    aside = out / REPLACED
+    if not aside.is_dir() or (out / RUN_CONFIG).exists():
+        return  # none, or the new run took over: its start deletes the old files
+    for path in aside.iterdir():
+        if not (out / path.name).exists():
+            path.rename(out / path.name)
+    if not any(aside.iterdir()):
+        aside.rmdir()
+
+
+def run_config_path(out: Path) -> Path:
+    """The run's ``config.yaml``; after a replacement cut short (:func:`undo_replace` will put it
+    back), the old run's, set aside."""
+    aside = out / REPLACED / RUN_CONFIG
+    return aside if not (out / RUN_CONFIG).exists() and aside.exists() else out / RUN_CONFIG
+
+
+def write_run_config(out: Path, cfg: Config) -> None:
+    """Write ``config.yaml`` atomically (temp file + rename), then delete a replaced run's files."""
+    checkpoint.write_atomic(out / RUN_CONFIG, cfg.to_yaml().encode("utf-8"))
+    if (out / REPLACED).exists():
+        shutil.rmtree(out / REPLACED)
 
 
 # --- where the run stands -------------------------------------------------------------

@@ -27,6 +27,8 @@ resumes unfinished ones (also to a larger ``train.epochs``: point the full sweep
 at a copy of the ``--quick`` one to go on from there), and refuses a run directory that
 holds a different config.
 Then ``results.md``, ``results.csv`` and the PNG plots are (re)written in ``<out>``.
+A folder the sweep makes (or finds empty) gets a mark, ``.seq2seq-sweep``; ``--clean`` deletes
+only a marked (or empty) folder and refuses any other, so a mistyped ``--out`` loses nothing.
 With ``--seeds 1 2 3`` the whole sweep runs once per ``train.seed`` into ``<out>/seed-<s>/``
 and ``<out>/results.md`` gives each variant's median, min and max over the seeds (single runs
 of small models on these tasks can differ by tens of points).
@@ -71,6 +73,7 @@ METRICS = ("exact_match", "bleu", "chrf")
 STATUS_FILE = "sweep.json"  # a variant's outcome: finished, or diverged with the error
 TEST_FILE = "test.json"  # test-split scores of best/, cached
 LOG_FILE = "sweep.log"  # a variant's output when variants run in parallel (--jobs)
+SWEEP_MARK = ".seq2seq-sweep"  # in a folder the sweep made: --clean may delete it
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,30 @@ def _mapping(spec: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# --- the output folder -----------------------------------------------------------------
+def mark_sweep_folder(out: Path) -> None:
+    """Make ``out`` and mark it as the sweep's, if it is new or empty; a folder that already
+    holds anything unmarked stays unmarked (``--clean`` will not delete it)."""
+    if out.is_dir() and any(out.iterdir()):
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SWEEP_MARK).write_text("made by python -m seq2seq.sweep; --clean may delete this folder\n",
+                                  encoding="utf-8")
+
+
+def clean(out: Path) -> None:
+    """``--clean``: delete ``out`` if a sweep made it (marked) or it is empty; refuse anything else."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise ConfigError(f"{out}: not a folder a sweep made; --clean deletes only those, so delete it yourself "
+                          "or choose another --out")
+    if any(out.iterdir()) and not (out / SWEEP_MARK).is_file():
+        raise ConfigError(f"{out}: not a folder a sweep made (no {SWEEP_MARK} in it); --clean deletes only those, "
+                          "so delete it yourself or choose another --out")
+    shutil.rmtree(out)
 
 
 # --- running the variants --------------------------------------------------------------
@@ -401,7 +428,7 @@ def make_plots(sweep: Sweep, out: Path, statuses: dict[str, str]) -> list[Path]:
 def run_sweep(sweep: Sweep, out: Path, jobs: int = 1) -> list[dict[str, Any]]:
     """Train every variant (skipping finished ones), ``jobs`` at a time, then write the table
     and the plots."""
-    out.mkdir(parents=True, exist_ok=True)
+    mark_sweep_folder(out)
     if jobs <= 1:
         statuses = {v.name: run_variant(v, out / v.name) for v in sweep.variants}
     else:
@@ -419,6 +446,7 @@ def run_seeds(path: Path, seeds: Sequence[int], out: Path, *, quick: bool = Fals
     """The sweep once per seed (``train.seed``) in ``<out>/seed-<s>/``, each a complete sweep
     output; then ``<out>/results.md``/``.csv`` with the median, minimum and maximum over seeds of
     each variant's validation and test score, and ``<out>/seeds.png``."""
+    mark_sweep_folder(out)
     rows_by_seed: dict[int, list[dict[str, Any]]] = {}
     sweep: Sweep | None = None
     for seed in seeds:
@@ -482,7 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweeps/addition.yaml")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweeps/<name>)")
     p.add_argument("--quick", action="store_true", help="apply the sweep's quick: overrides (fewer epochs)")
-    p.add_argument("--clean", action="store_true", help="delete --out first instead of resuming it")
+    p.add_argument("--clean", action="store_true",
+                   help="delete --out first instead of resuming it (only a folder a sweep made)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="run the sweep once per train.seed into <out>/seed-<SEED>/ and write the median, min "
                         "and max over seeds to <out>/results.md")
@@ -499,8 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--jobs: must be >= 1, got {args.jobs}")
         if args.seeds and len(set(args.seeds)) != len(args.seeds):
             raise ConfigError(f"--seeds: a seed is repeated: {args.seeds}")
-        if args.clean and out.exists():  # only once the arguments are known to be good
-            shutil.rmtree(out)
+        if args.clean:  # only once the arguments are known to be good; only a folder a sweep made
+            clean(out)
         if args.seeds:
             run_seeds(args.sweep, args.seeds, out, quick=args.quick, extra=args.overrides, jobs=args.jobs)
         else:

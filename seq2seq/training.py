@@ -49,7 +49,16 @@ from .distributed import World
 from .evaluation import METRIC_NAMES, score
 from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
-from .rundir import RUN_CONFIG, Progress, check_run_dir, restore, save_last
+from .rundir import (
+    RUN_CONFIG,
+    Progress,
+    check_run_dir,
+    has_checkpoint,
+    replace_run,
+    restore,
+    save_last,
+    write_run_config,
+)
 from .store import Store
 from .tokenization import Tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
@@ -348,9 +357,13 @@ class Trainer:
     @classmethod
     def start(cls, cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
               reset_optimizer: bool) -> Trainer:
-        """Check the run directory, prepare the data, build (or restore) model and optimizer."""
+        """Check the run directory, prepare the data, build (or restore) model and optimizer;
+        only then replace an old run (``overwrite``) and write ``config.yaml``."""
         say = world.print  # rank 0 speaks for all
         world.main_only(lambda: check_run_dir(out, cfg, resume=resume, overwrite=overwrite))
+        if resume and not has_checkpoint(out):  # killed before its first checkpoint: nothing to restore
+            say(f"{out}: no checkpoint saved yet; starting the run from the beginning", flush=True)
+            resume = overwrite = False
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
@@ -358,7 +371,6 @@ class Trainer:
         data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None)  # every rank alike
         for line in data.report:
             say(line, flush=True)
-        world.main_only(lambda: (out / RUN_CONFIG).write_text(cfg.to_yaml(), encoding="utf-8"))  # train.* may change
         model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
         if loaded is not None:
             model.load_state_dict(loaded.model.state_dict())
@@ -375,6 +387,13 @@ class Trainer:
             progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
                                 best=progress.best, skipped_steps=progress.skipped_steps,
                                 elapsed=progress.elapsed, wandb_id=progress.wandb_id)
+
+        def commit() -> None:  # the new run is ready: only now is the old one replaced
+            if overwrite and not resume:
+                replace_run(out)
+            write_run_config(out, cfg)  # on resume too: train.* may change
+
+        world.main_only(commit)
         return cls(cfg, out, world, data, model, net, optimizer, progress,
                    autocast=device_autocast(cfg.train.bf16, world.device))
 

@@ -262,6 +262,31 @@ def test_evaluate_argument_errors(tiny_checkpoint: Path, tmp_path: Path, capsys:
 
 
 @pytest.mark.smoke
+def test_evaluate_outputs_that_are_inputs_or_unwritable_are_refused_before_decoding(
+        tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    src, ref = tmp_path / "src.txt", tmp_path / "ref.txt"
+    src.write_text("march 3, 2011\n5/17/1953\n")
+    ref.write_text("2011-03-03\n1953-05-17\n")
+    (tmp_path / "link.txt").symlink_to(src)
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(evaluation, "evaluate_split", boom)
+    base = ["--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref)]
+    for args, start in ((["--output", str(src)], f"error: --output {src}: is the same file as --src"),
+                        (["--output", str(tmp_path / "link.txt")], "error: --output"),
+                        (["--json", str(ref)], f"error: --json {ref}: is the same file as --ref"),
+                        (["--output", str(tmp_path / "o"), "--json", str(tmp_path / "o")], "error: --json"),
+                        (["--output", str(tmp_path / "no" / "hyps.txt")], f"error: --output {tmp_path / 'no'}"),
+                        (["--json", str(tmp_path)], f"error: --json {tmp_path}: ")):
+        assert _one_line_error(capsys, evaluate_main([*base, *args])).startswith(start)
+    assert (src.read_text(), ref.read_text()) == ("march 3, 2011\n5/17/1953\n", "2011-03-03\n1953-05-17\n")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.smoke
 def test_evaluate_buckets_and_the_by_length_plot(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from seq2seq.plots import main as plots_main
 

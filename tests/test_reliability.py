@@ -166,6 +166,97 @@ def test_existing_run_is_refused_and_kept(trained_run: Path, tmp_path: Path, tin
     one_error_line(capsys.readouterr().err, "nothing to resume")
 
 
+@pytest.mark.parametrize("bad", [["data.source=files", "data.path=/no/such/corpus"], ["data.max_len=1"]],
+                         ids=["data-path-typo", "max-len-filters-all"])
+def test_overwrite_that_cannot_start_keeps_the_old_run(bad: list[str], trained_run: Path, tmp_path: Path,
+                                                       tiny_overrides: tuple[str, ...],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = snapshot(run)
+    assert train_main(["--config", CONFIG, "--out", str(run), "--overwrite", *tiny_overrides, *bad]) == 1
+    one_error_line(capsys.readouterr().err)
+    assert snapshot(run) == before  # best/, last/, config.yaml and metrics.jsonl, byte for byte
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in trained_run.iterdir())  # nothing hidden
+
+
+def test_overwrite_that_crashes_keeps_the_old_run(trained_run: Path, tmp_path: Path,
+                                                  tiny_overrides: tuple[str, ...], run_script: Any) -> None:
+    """An absurd BPE vocabulary size kills the process (the tokenizer library aborts) before the
+    new run can start: the old run is still all there."""
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = snapshot(run)
+    done = run_script("train.py", "--config", CONFIG, "--out", str(run), "--overwrite", *tiny_overrides,
+                      "data.tokenizer=bpe", "data.vocab_size=10000000000000")
+    assert done.returncode != 0
+    assert snapshot(run) == before
+
+
+def test_overwrite_replaces_the_whole_old_run(trained_run: Path, tmp_path: Path, tiny_overrides: tuple[str, ...],
+                                              metrics: Any) -> None:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (run / "best").rename(run / "best.old")  # as a crash mid-swap leaves it
+    assert train_main(["--config", CONFIG, "--out", str(run), "--overwrite", *tiny_overrides,
+                       "train.epochs=1"]) == 0
+    assert [r["epoch"] for r in metrics(run) if "valid/loss" in r] == [1]
+    assert sorted(p.name for p in run.iterdir()) == ["best", "config.yaml", "last", "metrics.jsonl"]
+
+
+def test_overwrite_cut_short_by_a_crash_is_undone(trained_run: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed after the old run was moved aside but before the new run wrote its config.yaml:
+    the next start puts the old run back, so the replacement happened entirely or not at all."""
+    from seq2seq.rundir import replace_run
+
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = snapshot(run)
+    replace_run(run)
+    assert not (run / "last").exists()
+    assert train_main(["--out", str(run), "--resume"]) == 0
+    assert "training already finished" in capsys.readouterr().out
+    assert snapshot(run) == before
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in trained_run.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not-a-mapping"])
+def test_resume_refuses_a_damaged_run_config(damage: str, trained_run: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text({"empty": "", "truncated": text[: text.index("model:")],
+                                      "not-a-mapping": "- data\n"}[damage])
+    before = snapshot(run)
+    assert train_main(["--out", str(run), "--resume", "train.epochs=3"]) == 1
+    one_error_line(capsys.readouterr().err, str(run / "config.yaml"))
+    assert snapshot(run) == before  # config.yaml is not rewritten with defaults
+
+
+def test_a_failed_resume_does_not_rewrite_the_run_config(trained_run: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (run / "last" / "trainer.json").write_text("{}")  # a trainer state without progress
+    before = snapshot(run)
+    assert train_main(["--out", str(run), "--resume", "train.epochs=3"]) == 1
+    one_error_line(capsys.readouterr().err, "trainer.json", "cannot resume")
+    assert snapshot(run) == before
+
+
+def test_resume_before_the_first_checkpoint_starts_from_the_beginning(trained_run: Path, tmp_path: Path,
+                                                                      metrics: Any,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed before its first checkpoint: config.yaml and metrics.jsonl, no last/. The same
+    ``--resume`` command trains the run from step 0, as if it had never started."""
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    shutil.rmtree(run / "last")
+    shutil.rmtree(run / "best")
+    assert train_main(["--out", str(run), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run}: no checkpoint saved yet; starting the run from the beginning" in out
+    assert [r["epoch"] for r in metrics(run) if "valid/loss" in r] == [1, 2]  # the killed run's records dropped
+    assert [r["train/loss"] for r in metrics(run) if "train/loss" in r] == \
+        pytest.approx([r["train/loss"] for r in metrics(trained_run) if "train/loss" in r])
+    assert checkpoint.load_trainer(run / "last")[1]["progress"]["epoch"] == 2
+
+
 # --- NaN / inf losses -------------------------------------------------------------------------
 def poison_training_loss(monkeypatch: pytest.MonkeyPatch, bad_calls: Any, value: float = float("nan")) -> None:
     """Make the training loss ``value`` on the training steps (1-based) in ``bad_calls``."""

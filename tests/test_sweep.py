@@ -267,6 +267,53 @@ def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.C
     assert kept.read_text() == "x"
 
 
+def test_clean_removes_only_folders_a_sweep_made(tmp_path: Path) -> None:
+    from seq2seq.sweep import SWEEP_MARK, clean, mark_sweep_folder
+
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=f"{thesis}: not a folder a sweep made .no {SWEEP_MARK}"):
+        clean(thesis)
+    mark_sweep_folder(thesis)  # a sweep run into a folder that holds other things does not claim it
+    assert not (thesis / SWEEP_MARK).exists()
+    with pytest.raises(ConfigError):
+        clean(thesis)
+    assert (thesis / "chapter1.tex").read_text() == "years of work"
+
+    made = tmp_path / "sweep"
+    mark_sweep_folder(made)  # made by the sweep: marked
+    (made / "plain").mkdir()
+    clean(made)
+    assert not made.exists()
+    (tmp_path / "empty").mkdir()
+    clean(tmp_path / "empty")  # nothing to lose
+    clean(tmp_path / "absent")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        clean(tmp_path / "file")
+
+
+@pytest.mark.smoke
+def test_clean_refuses_a_folder_no_sweep_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.sweep import main
+
+    thesis = tmp_path / "thesis"
+    (thesis / "figures").mkdir(parents=True)
+    (thesis / "thesis.tex").write_text("years of work")
+    assert main([str(write_sweep(tmp_path, TINY)), "--out", str(thesis), "--clean"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {thesis}: not a folder a sweep made"), err
+    assert (thesis / "thesis.tex").read_text() == "years of work" and (thesis / "figures").is_dir()
+
+
+@pytest.mark.smoke
+def test_a_sweep_marks_the_folder_it_makes(tiny_sweep: Path) -> None:
+    from seq2seq.sweep import SWEEP_MARK
+
+    assert (tiny_sweep / SWEEP_MARK).is_file()
+
+
 # --- hidden-state plot -------------------------------------------------------------------------
 @pytest.mark.smoke
 def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:

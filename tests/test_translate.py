@@ -193,6 +193,68 @@ def test_device_cuda_without_cuda_is_one_line_error(tiny_checkpoint: Path, capsy
     assert err.splitlines() == ["error: --device cuda was asked for but CUDA is not available on this machine"]
 
 
+# --- output files ------------------------------------------------------------------------
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(Translator, "translate", boom)
+
+
+@pytest.mark.smoke
+def test_output_that_is_the_input_is_refused(tiny_checkpoint: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("".join(s + "\n" for s in SENTENCES), encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(src)
+    (tmp_path / "sub").mkdir()
+    _no_decoding(monkeypatch)
+    for out in (src, tmp_path / "link.txt", tmp_path / "sub" / ".." / "in.txt"):
+        assert translate_main(["--checkpoint", str(tiny_checkpoint), "--input", str(src), "--output", str(out)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --output {out}: is the same file as --input"), err
+        assert src.read_text(encoding="utf-8") == "".join(s + "\n" for s in SENTENCES)
+
+
+@pytest.mark.smoke
+def test_unwritable_output_is_refused_before_decoding(tiny_checkpoint: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("x\n", encoding="utf-8")
+    _no_decoding(monkeypatch)
+    for out in (tmp_path / "missing" / "out.txt", tmp_path):
+        assert translate_main(["--checkpoint", str(tiny_checkpoint), "--input", str(src), "--output", str(out)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: --output {out}: "), err
+
+
+@pytest.mark.smoke
+def test_failed_translation_keeps_the_old_output(tiny_checkpoint: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output is written to a temporary file beside it, renamed over it only at the end."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("x\ny\n", encoding="utf-8")
+    out.write_text("yesterday's translations\n", encoding="utf-8")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ValueError("decoding failed")
+
+    monkeypatch.setattr(Translator, "translate", fail)
+    assert translate_main(["--checkpoint", str(tiny_checkpoint), "--input", str(src), "--output", str(out)]) == 1
+    assert capsys.readouterr().err.splitlines() == ["error: decoding failed"]
+    assert out.read_text(encoding="utf-8") == "yesterday's translations\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]  # no temporary file left
+    monkeypatch.undo()
+    out.chmod(0o640)
+    assert translate_main(["--checkpoint", str(tiny_checkpoint), "--input", str(src), "--output", str(out)]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+    assert out.stat().st_mode & 0o777 == 0o640  # replaced, with the old file's permissions
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
 # --- order and batching ------------------------------------------------------------------
 
 
