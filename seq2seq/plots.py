@@ -290,9 +290,9 @@ def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
                 entry = next((e for e in found if isinstance(e, dict) and e.get("name") == name), None)
                 if entry is None:
                     raise ValueError(f"{path}: no entry named {name!r}")
-                found = next(v["greedy"] for v in entry.values() if isinstance(v, dict) and "greedy" in v)
+                found = entry[entry["test_split"]]["greedy"]
             buckets = found["buckets"]
-        except (KeyError, TypeError, StopIteration, json.JSONDecodeError) as e:
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: not an evaluation JSON with buckets ({type(e).__name__}: {e})") from None
         out[name] = buckets
     return out

@@ -118,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "device": {"type": device.type, "name": cpu_name() if device.type == "cpu" else
                             torch.cuda.get_device_name(device), "cores": os.cpu_count(),
                             "precision": describe(cfg.train.bf16, device)},
+                 "test_split": cfg.data.test_split, "valid_split": cfg.data.valid_split,
                  **training_record(args.run), "note": args.note,
                  "scored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         entry.update(score_run(args.run, args.beam, args.device))

@@ -324,6 +324,7 @@ def test_results_entry_for_a_run(trained_run: Path, tmp_path: Path, capsys: pyte
     assert entry["test"]["beam"]["bleu"] == pytest.approx(score(hyps, [t for _, t in test]).bleu, abs=0.006)
     assert entry["test"]["beam"]["beam"] == 3 and entry[cfg.data.valid_split]["greedy"]["beam"] == 1
     assert entry["epochs"] == 2 and entry["training_seconds"] >= 0 and len(entry["valid_bleu_by_epoch"]) == 2
+    assert (entry["test_split"], entry["valid_split"]) == ("test", cfg.data.valid_split)
     assert entry["command"] == "python train.py" and entry["device"]["type"] == "cpu"
     assert capsys.readouterr().out.startswith("| tiny | `python train.py` |")
     assert results.main([*argv[:3], "other", *argv[4:]]) == 0
@@ -338,10 +339,14 @@ def test_by_length_reads_an_entry_of_a_results_file(tmp_path: Path, capsys: pyte
     from seq2seq.plots import read_evaluations
 
     greedy = {"beam": 1, "buckets": [{"label": "1-8", "n": 3, "bleu": 30.0}]}
-    entries = [{"name": "peeky", "test_2016_flickr": {"greedy": greedy, "beam": {"beam": 5, "buckets": []}}},
+    entries = [{"name": "peeky", "test_split": "test_2016_flickr", "valid_split": "val",
+                "val": {"greedy": {"beam": 1, "buckets": [{"label": "1-8", "n": 3, "bleu": 10.0}]}},
+                "test_2016_flickr": {"greedy": greedy, "beam": {"beam": 5, "buckets": []}}},
                {"name": "other", "test_2016_flickr": {"greedy": {"buckets": []}}}]
     path = tmp_path / "results.json"
     path.write_text(json.dumps(entries))
     assert read_evaluations([f"peeky={path}"]) == {"peeky": greedy["buckets"]}
     with pytest.raises(ValueError, match="no entry named 'missing'"):
         read_evaluations([f"missing={path}"])
+    with pytest.raises(ValueError, match="not an evaluation JSON with buckets"):  # no test_split recorded
+        read_evaluations([f"other={path}"])
