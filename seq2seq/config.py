@@ -183,6 +183,8 @@ class TrainConfig:
     bf16: Literal["auto", True, False] = "auto"  # bf16 autocast: auto = on CUDA and on CPUs with native bf16
     max_bad_steps: int = 10  # NaN/inf losses in a row before training stops
     log_every: int = 50  # steps between metric records
+    save_every: int = 0  # also save last/ every N steps within an epoch (a crash loses at most that); 0: off
+    save_every_minutes: float = 10.0  # ... and whenever this much time has passed since the last save; 0: off
     valid_max_sentences: int = 0  # validate on the first N sentences; 0: all
     samples: int = 5  # sample translations logged each epoch
     progress: bool = True  # tqdm progress bar
@@ -201,7 +203,8 @@ class TrainConfig:
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing",
                f"must be in [0, 1), got {self.label_smoothing}")
         _check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
-        for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples"):
+        for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples", "save_every",
+                     "save_every_minutes"):
             v = getattr(self, name)
             _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")

@@ -10,12 +10,19 @@ Nothing of a run is lost to a start that fails. ``--overwrite`` leaves the old r
 until the new one has its data, tokenizers and model (:func:`replace_run`); ``config.yaml``
 is written whole (temp file + rename) and only once a start or resume has succeeded; and a
 run killed before its first checkpoint is resumed from its beginning.
+
+One training process at a time owns a run directory (:func:`lock_run_dir`, an ``flock`` on
+``.lock`` that the kernel releases when the process dies, ``kill -9`` included).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ RUN_CONFIG = "config.yaml"
 RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "metrics.jsonl.tmp", "last", "best", "last.old", "best.old", "last.tmp",
              "best.tmp")  # what a run writes; --overwrite replaces these, and nothing else
 REPLACED = ".replaced"  # the old run's files while --overwrite swaps in the new run
+LOCK = ".lock"  # held (flock) by the training process that owns the run directory; holds its pid
 
 
 class RunDirError(RuntimeError):
@@ -40,6 +48,48 @@ class RunDirError(RuntimeError):
 
 
 # --- the directory ---------------------------------------------------------------------
+@contextmanager
+def lock_run_dir(out: Path) -> Iterator[None]:
+    """Own ``out`` (made if missing) while the block runs: a second training, resume or
+    ``--overwrite`` of the same directory is refused in one line naming this process's pid.
+
+    The lock is an exclusive ``flock`` on ``out/.lock``; the kernel drops it when the process
+    ends however it ends, so the file a ``kill -9`` leaves behind blocks nobody. The file is
+    removed on release; a process that locked a file since removed tries again on the new one.
+    """
+    path = out / LOCK
+    for _ in range(100):  # a race with releases that unlink the file: bounded, normally one pass
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise RunDirError(f"{out}: output directory is not writable ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(f"{out}: in use by another training process (pid {holder}); wait for it to "
+                              "end, or choose another --out") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # locked a file its holder removed on release: lock the current one
+    else:
+        raise RunDirError(f"{out}: could not lock {LOCK} (it keeps being replaced)")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        with suppress(OSError):
+            path.unlink(missing_ok=True)  # while still locked: nobody can have locked this file meanwhile
+        os.close(fd)
+
+
 def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> None:
     """Refuse a directory that is not writable or holds another run (unless asked). Changes
     nothing of a run in it: :func:`replace_run` does, once the new run is ready to start (a
@@ -145,6 +195,7 @@ class Progress:
     elapsed: float = 0.0  # training seconds before this process
     wandb_id: str | None = None
     done: bool = False  # stopped early (patience or max_steps); a finished epoch count is not "done"
+    window: dict[str, float] | None = None  # the metrics record in progress, when saved mid-epoch
 
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> Progress:

@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +54,7 @@ from .rundir import (
     Progress,
     check_run_dir,
     has_checkpoint,
+    lock_run_dir,
     replace_run,
     restore,
     save_last,
@@ -269,6 +270,24 @@ class Window:
         self.tokens = self.steps = 0
         self.start = time.perf_counter()
 
+    def state(self) -> dict[str, float]:
+        """The sums so far, for a checkpoint taken mid-window (one host sync); see :meth:`restore`."""
+        return {"loss": float(self.loss), "norm": float(self.norm), "clipped": float(self.clipped),
+                "tokens": self.tokens, "steps": self.steps, "seconds": time.perf_counter() - self.start}
+
+    @classmethod
+    def restore(cls, device: torch.device, state: dict[str, float] | None) -> Window:
+        """A window that goes on from a saved :meth:`state` (float32 sums, exactly as saved), so a
+        resumed run's next record covers the same steps, with the same loss, as an uninterrupted
+        run's; ``None``: a fresh window."""
+        window = cls(device)
+        if state:
+            for name in ("loss", "norm", "clipped"):
+                setattr(window, name, torch.tensor(float(state[name]), device=device))
+            window.tokens, window.steps = int(state["tokens"]), int(state["steps"])
+            window.start -= float(state["seconds"])
+        return window
+
     def add(self, loss_sum: Tensor, norm: Tensor, tokens: int, clip_norm: float) -> None:
         self.loss += loss_sum
         self.norm += norm
@@ -326,8 +345,11 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     """
     world = distributed.setup(select_device(cfg.train.device))
     try:
-        trainer = Trainer.start(cfg, out, world, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
-        return trainer.fit()
+        with ExitStack() as held:  # one process trains into a directory: rank 0 holds its lock
+            world.main_only(lambda: held.enter_context(lock_run_dir(out)))
+            trainer = Trainer.start(cfg, out, world, resume=resume, overwrite=overwrite,
+                                    reset_optimizer=reset_optimizer)
+            return trainer.fit()
     finally:
         distributed.teardown(world)
 
@@ -353,6 +375,7 @@ class Trainer:
     started: float = 0.0  # perf_counter() at the run's start, less the time of earlier processes
     consecutive_bad: int = 0  # NaN/inf steps in a row
     signum: int = 0  # the signal that stops training, once every rank knows of it
+    saved_at: float = 0.0  # perf_counter() when last/ was last written (or training began)
 
     @classmethod
     def start(cls, cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
@@ -386,7 +409,7 @@ class Trainer:
         if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
             progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
                                 best=progress.best, skipped_steps=progress.skipped_steps,
-                                elapsed=progress.elapsed, wandb_id=progress.wandb_id)
+                                elapsed=progress.elapsed, wandb_id=progress.wandb_id, window=progress.window)
 
         def commit() -> None:  # the new run is ready: only now is the old one replaced
             if overwrite and not resume:
@@ -408,6 +431,7 @@ class Trainer:
         self.tracker = Tracker(cfg, self.out, rank=self.world.rank, resume_id=p.wandb_id)  # rank 0 logs
         p.wandb_id = self.tracker.run_id
         self.started = time.perf_counter() - p.elapsed
+        self.saved_at = time.perf_counter()
         try:
             with catch_signals(self.flag):
                 while p.epoch < cfg.train.epochs and not p.done:
@@ -448,7 +472,8 @@ class Trainer:
         epoch_steps = steps_per_epoch(self.data, cfg, world)
         total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
         bar = _progress_bar(cfg, epoch_steps, p) if world.is_main else None
-        window = Window(world.device)
+        window = Window.restore(world.device, p.window)  # the record in progress at a mid-epoch save
+        p.window = None
         stop: Stop = "epoch_done"
         lr = 0.0
         for batch in batches:
@@ -462,20 +487,35 @@ class Trainer:
                 continue
             p.step += 1
             window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
+            if p.step % cfg.train.log_every == 0:
+                self.log_window(window, lr, tf, bar)
             self.signum = world.max(self.flag.signum or 0)  # a signal to any rank stops all after this step
             if self.signum:
                 stop = "signal"
-            elif cfg.train.max_steps and p.step >= cfg.train.max_steps:
-                stop = "max_steps"
-            if p.step % cfg.train.log_every == 0 or stop != "epoch_done":
-                self.log_window(window, lr, tf, bar)
-            if stop != "epoch_done":  # the window's steps were logged above, so none are lost
                 break
-        if window.steps:  # the epoch's last steps since a record
+            if cfg.train.max_steps and p.step >= cfg.train.max_steps:
+                stop = "max_steps"
+                break
+            if p.batch_in_epoch < epoch_steps and self.save_due():  # the epoch's end saves anyway
+                self.save_last(window)
+        if stop == "signal":  # last/ keeps the record in progress; the resumed run completes it
+            p.window = window.state()
+        elif window.steps:  # the epoch's (or max_steps') last steps since a record
             self.log_window(window, lr, tf, bar)
         if bar is not None:
             bar.close()
         return stop
+
+    def save_due(self) -> bool:
+        """Whether it is ``train.save_every`` steps, or (looked at with each metrics record, where
+        the ranks agree anyway: any rank's clock decides for all) ``train.save_every_minutes``
+        since ``last/`` was saved."""
+        t, p = self.cfg.train, self.progress
+        if t.save_every and p.step % t.save_every == 0:
+            return True
+        if t.save_every_minutes and p.step % t.log_every == 0:
+            return bool(self.world.max(int(time.perf_counter() - self.saved_at >= 60 * t.save_every_minutes)))
+        return False
 
     def set_lr(self, total_steps: int) -> float:
         """The learning rate of the next step: base x plateau factor x warm-up/cosine."""
@@ -568,11 +608,20 @@ class Trainer:
         with self.autocast:
             return [translator.alignment(src, beam_size=1) for src, _ in self.data.valid_pairs[:n] if src.strip()]
 
-    def save_last(self) -> None:
+    def save_last(self, window: Window | None = None) -> None:
+        """Write ``last/``; mid-epoch (``train.save_every``) with the metrics ``window`` in progress."""
         self.check_weights()
-        self.progress.elapsed = time.perf_counter() - self.started
-        save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
-                  self.progress, self.world)
+        p = self.progress
+        p.elapsed = time.perf_counter() - self.started
+        if window is not None:
+            p.window = window.state()
+        try:
+            save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
+                      p, self.world)
+        finally:
+            if window is not None:
+                p.window = None
+        self.saved_at = time.perf_counter()
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
