@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from torch import nn
 
 from .config import Config, ConfigError, load_config
 from .model import Seq2Seq, build_model, upgrade_state_dict
+from .parsing import MiB, load_json, read_text
 from .tokenization import Tokenizer, TokenizerError
 
 MODEL_FILE = "model.safetensors"
@@ -43,6 +45,7 @@ SRC_TOK_FILE = "src_tokenizer.json"
 TGT_TOK_FILE = "tgt_tokenizer.json"
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
+MAX_TRAINER_JSON_BYTES = 64 * MiB  # progress, optimizer layout and RNG states: tens of kilobytes
 
 
 class CheckpointError(ValueError):
@@ -191,9 +194,28 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a valid safetensors file ({first})") from None
 
 
+def check_regular_files(ckpt: Path, names: tuple[str, ...]) -> None:
+    """Refuse a checkpoint file that is not a regular file (a link to one is fine): a FIFO
+    would block the read forever, a device (``/dev/zero``) would never end, a directory fails
+    obscurely. A missing file is left for its reader to report."""
+    for name in names:
+        path = ckpt / name
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+            raise CheckpointError(f"{path}: not a regular file ({kind})")
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     """Load config, tokenizers and weights from a checkpoint directory, checking each."""
     ckpt = resolve(path)
+    check_regular_files(ckpt, (CONFIG_FILE, SRC_TOK_FILE, TGT_TOK_FILE, MODEL_FILE))
     try:
         config = load_config(ckpt / CONFIG_FILE)
     except ConfigError as e:
@@ -236,9 +258,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
 def load_trainer(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The resumable training state saved with a ``last/`` checkpoint."""
     ckpt = resolve(path)
+    check_regular_files(ckpt, (TRAINER_TENSORS, TRAINER_JSON))
     tensors = load_weights(ckpt / TRAINER_TENSORS)
     try:
-        state = json.loads((ckpt / TRAINER_JSON).read_text())
+        state = load_json(read_text(ckpt / TRAINER_JSON, MAX_TRAINER_JSON_BYTES))
     except FileNotFoundError:
         raise CheckpointError(f"{ckpt / TRAINER_JSON}: file not found (not a resumable checkpoint)") from None
     except (OSError, ValueError) as e:

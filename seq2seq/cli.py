@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import check_positive, run_command
+from .errors import check_positive, require_stdout, run_command
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yaml"
 
@@ -38,6 +38,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_intermixed_args(argv)  # overrides may come before and after the options
 
     def main() -> int:
+        from .checkpoint import check_regular_files
         from .config import load_config
         from .rundir import run_config_path
         from .training import train
@@ -46,6 +47,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if config_path is None:
             if args.resume and args.out is not None and run_config_path(args.out).exists():
                 config_path = run_config_path(args.out)
+                check_regular_files(config_path.parent, (config_path.name,))  # a FIFO would block
             else:
                 config_path = DEFAULT_CONFIG
         cfg = load_config(config_path, args.overrides)
@@ -118,6 +120,8 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
         if args.max_len_ratio is not None and args.max_len_ratio <= 0:
             raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
         check_outputs({"--output": args.output}, {"--input": args.input})  # before the checkpoint is read
+        if args.output is None:
+            require_stdout("--output FILE")
         changes: dict[str, Any] = {}
         if args.batch_size is not None:
             changes["batch_size"] = args.batch_size
@@ -139,7 +143,8 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
             src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
             # a file is replaced whole at the end (seq2seq.outputs): a failure keeps the old one
             out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
-            _translate_stream(translator, src, out, beam, args.nbest, args.chunk)
+            _translate_stream(translator, src, out, beam, args.nbest, args.chunk,
+                              str(args.output) if args.output else "standard output")
         return 0
 
     return run_command(main)
@@ -157,8 +162,10 @@ def _check_decode_options(changes: dict[str, Any]) -> None:
         raise ValueError(f"--{key.removeprefix('decode.').replace('_', '-')} {why}") from None
 
 
-def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int) -> None:
-    """Translate ``chunk`` lines at a time so memory stays bounded; write in input order.
+def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int,
+                      out_name: str = "standard output") -> None:
+    """Translate ``chunk`` lines at a time so memory stays bounded; write in input order to
+    ``out`` (called ``out_name`` in errors).
 
     Warnings name the 1-based line number of the input.
     """
@@ -175,8 +182,13 @@ def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: 
     def flush() -> None:
         nonlocal offset
         results = translator.translate(buffer, beam_size=beam, nbest=nbest, warn=warn)
-        out.write("".join(_format(offset + i, nb, nbest) for i, nb in enumerate(results)))
-        out.flush()
+        try:
+            out.write("".join(_format(offset + i, nb, nbest) for i, nb in enumerate(results)))
+            out.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # a full disk (or /dev/full): name the output, not a temporary file
+            raise OSError(e.errno, e.strerror, out_name) from None
         offset += len(buffer)
         buffer.clear()
 

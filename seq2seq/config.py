@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
 from .synthetic import TEXTBOOK_ADDITION_MAX
 
 
@@ -348,7 +349,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     if key not in known:
         raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except ParseError as e:
+        raise ConfigError(f"{where}: value {e}") from None
     except yaml.YAMLError:
         value = raw
     hint = typing.get_type_hints(SECTIONS[section])[key]
@@ -370,13 +373,17 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     if path is not None:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            text = read_text(p, MAX_CONFIG_BYTES)
         except FileNotFoundError:
             raise ConfigError(f"{where}: config file not found") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{where}: cannot read config file ({e})") from None
+        except ParseError as e:
+            raise ConfigError(f"{where}: config file {e}") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = load_yaml(text)
+        except ParseError as e:
+            raise ConfigError(f"{where}: config file {e}") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}:" if mark is not None else ""

@@ -34,6 +34,7 @@ from typing import Any
 from . import synthetic
 from .config import DataConfig
 from .pairs import CorpusError, Pair, Read
+from .parsing import ParseError, load_json
 from .synthetic import SYNTHETIC_SOURCES
 
 
@@ -222,9 +223,11 @@ def _iter_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> It
             continue
         where = f"{path}: line {lineno}"
         try:
-            obj = json.loads(line)
+            obj = load_json(line)
         except json.JSONDecodeError as e:
             raise CorpusError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
+        except ParseError as e:
+            raise CorpusError(f"{where}: JSON {e}") from None
         if not isinstance(obj, dict):
             raise CorpusError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         if isinstance(obj.get("translation"), dict):

@@ -67,3 +67,11 @@ def check_positive(args: argparse.Namespace, *names: str) -> None:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+
+def require_stdout(instead: str) -> None:
+    """A user error if standard output is closed (``>&-``: Python sets ``sys.stdout`` to None,
+    and ``print`` then drops everything without a word), found before any work is done.
+    ``instead`` names the option that writes a file instead."""
+    if sys.stdout is None:
+        raise ValueError(f"standard output is closed; give {instead} to write to a file")

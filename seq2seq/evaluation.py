@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import sacrebleu
 from sacrebleu.metrics import BLEU, CHRF
 
-from .errors import check_positive, run_command
+from .errors import check_positive, require_stdout, run_command
 
 if TYPE_CHECKING:
     from .translation import Translator, Warn
@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--src and --ref go together")
         check_positive(args, "beam", "batch_size")
         check_outputs({"--output": args.output, "--json": args.json}, {"--src": args.src, "--ref": args.ref})
+        if args.json is None:  # the scores go to stdout only
+            require_stdout("--json FILE")
         translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
         if args.batch_size is not None:
             translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)

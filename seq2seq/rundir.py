@@ -17,7 +17,9 @@ One training process at a time owns a run directory (:func:`lock_run_dir`, an ``
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import math
 import os
 import random
 import shutil
@@ -28,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
 from .config import SECTIONS, Config, load_config
 from .distributed import World
+from .parsing import MAX_CONFIG_BYTES, load_yaml, read_text
 from .tokenization import Tokenizer
 
 RUN_CONFIG = "config.yaml"
@@ -119,9 +121,10 @@ def check_run_dir(out: Path, cfg: Config, *, resume: bool, overwrite: bool) -> N
 def load_run_config(path: Path) -> Config:
     """A run's own ``config.yaml``. It is written whole, every section, so an empty or cut one is
     damaged, not a config of defaults: refused in one line naming the file."""
+    checkpoint.check_regular_files(path.parent, (path.name,))  # a FIFO would block the read
     try:
         saved = load_config(path)
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(read_text(path, MAX_CONFIG_BYTES))  # load_config has read it within bounds
     except Exception as e:  # noqa: BLE001 - reported in one line
         raise RunDirError(f"{path}: cannot read the run's config ({e})") from None
     missing = [name for name in SECTIONS if not isinstance(raw, dict) or not isinstance(raw.get(name), dict)]
@@ -198,12 +201,49 @@ class Progress:
     window: dict[str, float] | None = None  # the metrics record in progress, when saved mid-epoch
 
     @classmethod
-    def from_dict(cls, saved: dict[str, Any]) -> Progress:
-        """From a trainer state's ``progress``; older checkpoints call ``best`` ``best_bleu``."""
+    def from_dict(cls, saved: Any) -> Progress:
+        """From a trainer state's ``progress``, every field checked for its type and range
+        (ValueError naming the field); older checkpoints call ``best`` ``best_bleu`` and may
+        lack fields added since, which take their defaults."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"progress must be a JSON object, got {type(saved).__name__}")
         saved = dict(saved)
         if "best_bleu" in saved:
             saved["best"] = saved.pop("best_bleu")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in saved if k not in names)
+        if unknown:
+            raise ValueError(f"progress has an unknown field {unknown[0][:40]!r}")
+        missing = [name for name in ("epoch", "batch_in_epoch", "step", "best") if name not in saved]
+        if missing:  # every checkpoint ever written has these
+            raise ValueError(f"progress.{missing[0]} is missing")
+        for name, value in saved.items():
+            _check_progress_field(name, value)
         return cls(**saved)
+
+
+_COUNTS = ("epoch", "batch_in_epoch", "step", "bad_epochs", "plateau_epochs", "skipped_steps")
+_WINDOW = ("loss", "norm", "clipped", "tokens", "steps", "seconds")
+
+
+def _check_progress_field(name: str, value: Any) -> None:
+    """ValueError unless a saved :class:`Progress` field has its type and a sane range."""
+    def number(v: Any) -> bool:
+        return type(v) in (int, float) and math.isfinite(v)
+
+    if name in _COUNTS:
+        ok = type(value) is int and 0 <= value < 2**62
+    elif name in ("best", "lr_scale", "elapsed"):
+        ok = number(value) and (value > 0 if name == "lr_scale" else value >= -1.0)
+    elif name == "wandb_id":
+        ok = value is None or (isinstance(value, str) and len(value) <= 128)
+    elif name == "done":
+        ok = type(value) is bool
+    else:  # window
+        ok = value is None or (isinstance(value, dict) and sorted(value) == sorted(_WINDOW)
+                               and all(number(v) and v >= 0 for v in value.values()))
+    if not ok:
+        raise ValueError(f"progress.{name} has a wrong type or value: {str(value)[:60]}")
 
 
 def save_last(out: Path, cfg: Config, model: nn.Module, tokenizers: tuple[Tokenizer, Tokenizer],
@@ -239,7 +279,9 @@ def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, 
     try:
         progress = Progress.from_dict(state["progress"])
         if not reset_optimizer:
+            fresh = [dict(g) for g in optimizer.param_groups]
             optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
+            _check_param_groups(optimizer, fresh)
         random.setstate(_as_tuple(state["python_rng"]))
         own = _rng_key("torch", rank)
         torch.set_rng_state(tensors.get(own, tensors["rng.torch"]))
@@ -248,11 +290,30 @@ def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, 
         cuda = _rng_key("cuda", rank) if _rng_key("cuda", rank) in tensors else "rng.cuda"
         if cuda in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors[cuda])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or foreign trainer state
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:  # damaged or foreign
         where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
         reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason})") from None
     return progress
+
+
+def _check_param_groups(optimizer: torch.optim.Optimizer, fresh: list[dict[str, Any]]) -> None:
+    """ValueError unless each restored hyperparameter (betas, eps, ...) has the kind of value
+    this config builds (a number, a pair of numbers, a flag), finite: a damaged value would
+    otherwise fail steps later, mid-training."""
+    def kind(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return ("seq", len(v), *(kind(x) for x in v))
+        return "number" if type(v) in (int, float) else type(v)
+
+    for i, (group, want) in enumerate(zip(optimizer.param_groups, fresh)):
+        for key, default in want.items():
+            if key == "params" or default is None:
+                continue
+            got = group.get(key)
+            values = got if isinstance(got, (list, tuple)) else [got]
+            if kind(got) != kind(default) or any(type(v) is float and not math.isfinite(v) for v in values):
+                raise ValueError(f"optimizer param_groups[{i}].{key} has a wrong type or value: {str(got)[:60]}")
 
 
 def _as_tuple(x: Any) -> Any:

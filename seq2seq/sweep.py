@@ -64,6 +64,7 @@ from .device import select_device
 from .errors import run_command
 from .evaluation import DEFAULT_BUCKETS, LENGTH_UNITS, evaluate_split
 from .model import count_parameters
+from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
 from .training import RUN_CONFIG, DivergedError, TrainError, train
 from .translation import Translator
 
@@ -147,9 +148,13 @@ def load_sweep(path: str | Path, *, quick: bool = False, extra: Sequence[str] = 
     path = Path(path)
     where = str(path)
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = load_yaml(read_text(path, MAX_CONFIG_BYTES))
     except FileNotFoundError:
         raise ConfigError(f"{where}: sweep file not found") from None
+    except ParseError as e:
+        raise ConfigError(f"{where}: sweep file {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read sweep file ({e})") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(spec, dict):

@@ -33,11 +33,13 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from .config import MAX_BPE_VOCAB
+from .parsing import MiB, ParseError, load_json, read_text
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")  # in id order
 KINDS = ("char", "bpe")
 FORMAT = "seq2seq-tokenizer/1"
+MAX_TOKENIZER_BYTES = 512 * MiB  # a BPE vocabulary of MAX_BPE_VOCAB entries and its merges is ~100 MB
 
 
 class TokenizerError(ValueError):
@@ -56,6 +58,11 @@ class Tokenizer:
         self.kind = kind
         self._hf = hf
         self._vocab_size = hf.get_vocab_size(with_added_tokens=True)
+        ids = hf.get_vocab(with_added_tokens=True).values()
+        if len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) != len(ids) - 1:  # the embedding's rows
+            raise ValueError(f"token ids must be 0..{len(ids) - 1}, each once (the embedding's rows); "
+                             f"got ids up to {max(ids)}" + (" with repeats" if len(set(ids)) != len(ids) else ""))
+        self._vocab_size = len(ids)
 
     @property
     def vocab_size(self) -> int:
@@ -88,9 +95,11 @@ class Tokenizer:
     def from_json(cls, text: str, source: str = "<string>") -> Tokenizer:
         """Inverse of :meth:`to_json`; raises :class:`TokenizerError` naming ``source``."""
         try:
-            data: Any = json.loads(text)
+            data: Any = load_json(text)
         except json.JSONDecodeError as e:
             raise TokenizerError(f"{source}: not a tokenizer file (invalid JSON: {e.msg})") from None
+        except ParseError as e:
+            raise TokenizerError(f"{source}: not a tokenizer file (JSON {e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise TokenizerError(f"{source}: not a tokenizer file (expected format {FORMAT!r})")
         if data.get("kind") not in KINDS:
@@ -110,9 +119,11 @@ class Tokenizer:
     def load(cls, path: str | Path) -> Tokenizer:
         """Read a tokenizer written by :meth:`save`; :class:`TokenizerError` if missing or corrupt."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text(path, MAX_TOKENIZER_BYTES)
         except FileNotFoundError:
             raise TokenizerError(f"{path}: tokenizer file not found") from None
+        except ParseError as e:
+            raise TokenizerError(f"{path}: tokenizer file {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise TokenizerError(f"{path}: cannot read tokenizer file ({type(e).__name__})") from None
         return cls.from_json(text, source=str(path))

@@ -7,6 +7,7 @@ minus the interpreter start); two run the real script to check the exit status a
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,37 @@ def test_weights_gone_non_finite_stop_before_any_checkpoint(tmp_path: Path, tiny
     line = one_error_line(capsys.readouterr().err, "weights became NaN/inf", "by step 1")
     assert "No checkpoint was written yet" in line
     assert not (run / "best").exists() and not (run / "last").exists()
+
+
+# --- standard output that cannot be written ---------------------------------------------------
+@pytest.mark.parametrize("command", [["translate.py"], ["-m", "seq2seq.evaluation"]], ids=["translate", "evaluate"])
+def test_a_closed_stdout_is_refused_before_decoding(command: list[str], trained_run: Path, tmp_path: Path) -> None:
+    """``>&-``: Python's print would drop every line and exit 0; refused in one line instead."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.txt"
+    src.write_text("1999/01/02\n")
+    extra = ["--input", str(src)] if command == ["translate.py"] else []
+    done = subprocess.run([sys.executable, *command, "--checkpoint", str(trained_run / "best"), *extra],
+                          cwd=Path(__file__).resolve().parent.parent, stdout=None, stderr=subprocess.PIPE,
+                          text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 1
+    want = "--output FILE" if command == ["translate.py"] else "--json FILE"
+    one_error_line(done.stderr, "standard output is closed", want)
+
+
+def test_a_full_stdout_is_named(trained_run: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    src = tmp_path / "in.txt"
+    src.write_text("1999/01/02\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "translate.py", "--checkpoint", str(trained_run / "best"),
+                               "--input", str(src)], cwd=Path(__file__).resolve().parent.parent, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    one_error_line(done.stderr, "standard output: No space left on device")
