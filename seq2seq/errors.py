@@ -13,8 +13,11 @@ and imports no command, so any module may use it. It cannot import :mod:`seq2seq
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from typing import Any
 
 ErrorTypes = tuple[type[BaseException], ...]
 MoreErrors = ErrorTypes | Callable[[], ErrorTypes]  # a function: called (its imports made) only on an error
@@ -40,11 +43,15 @@ def run_command(main: Callable[[], int], extra_errors: MoreErrors = ()) -> int:
     """Run a command's work, ``main``; turn a user error (:func:`user_errors`) into one line
     ``error: ...`` on stderr and exit status 1. Ctrl-C gives ``interrupted`` and 130, a closed
     pipe 0."""
+    previous = _on_sigterm(_terminate)
     try:
         return main()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:  # SIGTERM: the same clean exit as Ctrl-C (temporary outputs removed, nothing replaced)
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         return 0
     except user_errors(extra_errors) as e:
@@ -53,6 +60,23 @@ def run_command(main: Callable[[], int], extra_errors: MoreErrors = ()) -> int:
             msg = f"{e.filename}: {e.strerror or msg}"
         print(f"error: {excerpt(msg)}", file=sys.stderr)
         return 1
+    finally:
+        _on_sigterm(previous)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (raised by the handler :func:`run_command` installs)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM (main thread only); -> the previous one (None: unchanged)."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def excerpt(msg: str, head: int = 400, tail: int = 200) -> str:

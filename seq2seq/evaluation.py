@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> int:
         import contextlib
         import dataclasses
+        import glob
         import json
 
         from .corpus import load_split, read_parallel_files
@@ -185,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.data_path:
                 data = dataclasses.replace(data, path=args.data_path)
             split = args.split or data.test_split
+            if data.source in ("files", "tsv", "jsonl") and Path(data.path).is_dir():  # never write over the corpus
+                corpus = {f"the corpus's {p.name}": p for p in sorted(Path(data.path).glob(f"{glob.escape(split)}.*"))}
+                for option, out in (("--output", args.output), ("--json", args.json)):
+                    check_outputs({option: out}, corpus)
             pairs = load_split(data, split)
             name = f"{data.source}:{split}"
         beam = args.beam or translator.decode.beam_size

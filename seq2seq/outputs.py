@@ -10,6 +10,7 @@ command that fails half way leaves an earlier output as it was; a special file
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from collections.abc import Iterator, Mapping
@@ -60,6 +61,7 @@ def open_output(path: Path) -> Iterator[TextIO]:
         return
     target = Path(os.path.realpath(path))  # through a symlink: replace the file, not the link
     tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+    _remove_stale(target)
     try:
         f = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed below, on every path
     except OSError as e:
@@ -75,6 +77,22 @@ def open_output(path: Path) -> Iterator[TextIO]:
     finally:
         f.close()
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove the ``.<name>.<pid>.tmp`` files that killed writers (``kill -9``) left beside
+    ``target``: those whose process no longer exists."""
+    prefix = f".{target.name}."
+    for tmp in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix):-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OverflowError, ValueError):  # another user's live process, or no pid at all
+            pass
 
 
 def _special(path: Path) -> bool:

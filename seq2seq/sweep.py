@@ -65,6 +65,7 @@ from .errors import run_command
 from .evaluation import DEFAULT_BUCKETS, LENGTH_UNITS, evaluate_split
 from .model import count_parameters
 from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
+from .rundir import load_run_config
 from .training import RUN_CONFIG, DivergedError, TrainError, train
 from .translation import Translator
 
@@ -259,7 +260,7 @@ def run_variant(variant: Variant, run_dir: Path) -> str:
     cfg = variant.config
     status = read_status(run_dir)
     if (run_dir / RUN_CONFIG).exists():
-        saved = load_config(run_dir / RUN_CONFIG)
+        saved = load_run_config(run_dir / RUN_CONFIG)  # an empty or damaged one is refused, not the defaults
         for section in ("data", "model", "train"):
             old, new = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(cfg, section))
             # more (or fewer) epochs is the same run, continued (or already done): a --quick

@@ -554,6 +554,16 @@ class Trainer:
             raise DivergedError(f"weights became NaN/inf (tensor {bad}) by step {self.progress.step}; stopped "
                                 f"(is train.lr={self.cfg.train.lr:g} too high?). {self.kept()}")
 
+    def check_optimizer_state(self) -> None:
+        """Stop the run (:class:`DivergedError`) if Adam's moments hold NaN/inf: a resume from
+        them would turn the next step's weights NaN. One host sync; at each save."""
+        state = {f"{i}.{k}": v for i, s in enumerate(self.optimizer.state.values())
+                 for k, v in s.items() if isinstance(v, Tensor)}
+        bad = checkpoint.first_non_finite(state)
+        if bad is not None:
+            raise DivergedError(f"optimizer state became NaN/inf (state {bad}) by step {self.progress.step}; "
+                                f"stopped. {self.kept()}")
+
     def kept(self) -> str:
         """Where the last good checkpoint is, for a message that stops the run."""
         return (f"The last good checkpoint is {self.out / 'last'}" if (self.out / "last").exists()
@@ -616,6 +626,7 @@ class Trainer:
     def save_last(self, window: Window | None = None) -> None:
         """Write ``last/``; mid-epoch (``train.save_every``) with the metrics ``window`` in progress."""
         self.check_weights()
+        self.check_optimizer_state()
         p = self.progress
         p.elapsed = time.perf_counter() - self.started
         if window is not None:

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -350,3 +351,30 @@ def test_by_length_reads_an_entry_of_a_results_file(tmp_path: Path, capsys: pyte
         read_evaluations([f"missing={path}"])
     with pytest.raises(ValueError, match="not an evaluation JSON with buckets"):  # no test_split recorded
         read_evaluations([f"other={path}"])
+
+
+@pytest.mark.smoke
+def test_evaluate_split_never_writes_over_the_corpus(tiny_checkpoint: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``--split`` reads ``{data.path}/{split}.*``: an --output or --json naming one of those
+    files would have replaced the references with hypotheses (issue 18)."""
+    from seq2seq.synthetic import make_dates
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "val", "test"):
+        pairs = make_dates(5, seed=1)
+        (corpus / f"{split}.src").write_text("".join(s + "\n" for s, _ in pairs))
+        (corpus / f"{split}.tgt").write_text("".join(t + "\n" for _, t in pairs))
+    before = {p.name: p.read_bytes() for p in corpus.iterdir()}
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    config = ckpt / "config.yaml"
+    text = config.read_text().replace("source: dates", "source: files")
+    config.write_text(text.replace("path: ''", f"path: {corpus}"))
+    base = ["--checkpoint", str(ckpt), "--split", "test"]
+    for option, target in (("--output", corpus / "test.tgt"), ("--json", corpus / "test.src")):
+        msg = _one_line_error(capsys, evaluate_main([*base, option, str(target)]))
+        assert msg.startswith(f"error: {option} {target}: is the same file as the corpus's {target.name}"), msg
+    assert {p.name: p.read_bytes() for p in corpus.iterdir()} == before
+    assert evaluate_main([*base, "--output", str(tmp_path / "hyps.txt")]) == 0  # elsewhere: fine

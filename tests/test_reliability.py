@@ -390,3 +390,74 @@ def test_a_full_stdout_is_named(trained_run: Path, tmp_path: Path) -> None:
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1
     one_error_line(done.stderr, "standard output: No space left on device")
+
+
+# --- temporary outputs ---------------------------------------------------------------------------
+def test_sigterm_during_translate_keeps_the_old_output_and_leaves_no_temporary(trained_run: Path,
+                                                                                tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("1999/01/02\n" * 200_000)
+    out.write_text("earlier output\n")
+    proc = subprocess.Popen([sys.executable, "translate.py", "--checkpoint", str(trained_run / "best"),
+                             "--input", str(src), "--output", str(out), "--beam", "1"],
+                            cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.txt.*.tmp")):  # decoding has begun: its temporary file exists
+        assert proc.poll() is None and time.monotonic() < deadline, "translate ended before it could be stopped"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and err.strip() == "terminated", err
+    assert out.read_text() == "earlier output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out.txt"]
+
+
+def test_a_temporary_output_left_by_kill9_is_removed_by_the_next_write(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from seq2seq.outputs import open_output
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.txt.{dead.stdout.strip()}.tmp"  # that process has exited: its pid is free
+    alive = tmp_path / f".out.txt.{os.getppid()}.tmp"  # a live process's: maybe still writing, kept
+    other = tmp_path / ".other.txt.1.tmp"
+    for p in (stale, alive, other):
+        p.write_text("half written")
+    with open_output(tmp_path / "out.txt") as f:
+        f.write("new\n")
+    assert (tmp_path / "out.txt").read_text() == "new\n"
+    assert not stale.exists() and alive.exists() and other.exists()
+
+
+def test_overwrite_replaces_the_old_runs_wandb_folder_too(trained_run: Path, tmp_path: Path,
+                                                          tiny_overrides: tuple[str, ...]) -> None:
+    """The old run's offline W&B files would otherwise sit beside the new run's, to be synced as one."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "wandb" / "offline-run-old").mkdir(parents=True)
+    assert train_main(["--config", CONFIG, "--out", str(run), *tiny_overrides, "--overwrite"]) == 0
+    assert not (run / "wandb").exists() and (run / "best").is_dir()
+
+
+def test_an_optimizer_state_gone_inf_is_never_saved(tmp_path: Path, tiny_config: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Huge finite gradients overflow Adam's second moment to inf: the update is then 0, the
+    weights stay finite, and training would go on silently stuck. Stopped at the save instead."""
+    real = training.train_step
+
+    def overflowing(net: Any, batch: Any, optimizer: torch.optim.Optimizer, *args: Any) -> Any:
+        result = real(net, batch, optimizer, *args)
+        for state in optimizer.state.values():
+            state["exp_avg_sq"].fill_(float("inf"))
+        return result
+
+    monkeypatch.setattr(training, "train_step", overflowing)
+    with pytest.raises(training.DivergedError, match="optimizer state became NaN/inf"):
+        train(tiny_config("train.epochs=1"), tmp_path / "run")
+    assert not (tmp_path / "run" / "last").exists()

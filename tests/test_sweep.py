@@ -344,3 +344,18 @@ def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     assert main(["hidden", "--checkpoint", str(run), "--text", "May 1 2000", "--out", str(out),
                  "--unit", "3", "--state", "cell"]) == 0
     assert main(["hidden", "--checkpoint", str(run), "--text", "x", "--out", str(out), "--unit", "99"]) == 1
+
+
+@pytest.mark.smoke
+def test_a_damaged_run_config_in_a_sweep_is_refused_not_read_as_defaults(tiny_sweep: Path, tmp_path: Path) -> None:
+    """An empty ``config.yaml`` read as the defaults differs from the sweep's config in some key
+    or, worse, in none that is checked; either way it must be named as damaged (issue 18)."""
+    from seq2seq.rundir import RunDirError
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_sweep, out)
+    (out / "plain" / "config.yaml").write_text("")
+    before = (out / "plain" / "metrics.jsonl").read_text()
+    with pytest.raises(RunDirError, match=r"plain/config.yaml: the run's config is empty"):
+        run_sweep(load_sweep(write_sweep(tmp_path, TINY)), out)
+    assert (out / "plain" / "metrics.jsonl").read_text() == before
