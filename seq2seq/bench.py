@@ -526,8 +526,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
-    if args.threshold is not None and not 0 < args.threshold <= 100:  # BLEU or exact match, in percent
-        p.error(f"--threshold must be in (0, 100], got {args.threshold}")  # nan fails this too
+    if args.threshold is not None and not 0 <= args.threshold <= 100:  # BLEU or exact match, in percent
+        p.error(f"--threshold must be in [0, 100], got {args.threshold}")  # nan fails this too
     return args
 
 
