@@ -67,7 +67,7 @@ from .device import cpu_bf16_flags, cpu_name, select_device
 from .device import describe as describe_precision
 from .errors import run_command
 from .model import Seq2Seq, build_model
-from .training import Data, TrainError, prepare_data, train, train_step
+from .training import Data, TrainError, make_optimizer, prepare_data, train, train_step
 from .translation import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,12 +184,10 @@ def autocast_for(cfg: Config, device: torch.device) -> Any:
 
 # --- training throughput ------------------------------------------------------------------
 def fresh_model(cfg: Config, data: Data, device: torch.device) -> tuple[Seq2Seq, torch.optim.Optimizer]:
-    """The model and optimizer exactly as ``train`` makes them (seeded; fused Adam on CUDA)."""
+    """The model and optimizer exactly as ``train`` makes them (seeded; :func:`make_optimizer`)."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                 fused=(device.type == "cuda") or None)
-    return model, optimizer
+    return model, make_optimizer(model, cfg, device)
 
 
 def bench_batches(cfg: Config, data: Data, n: int) -> list[Batch]:

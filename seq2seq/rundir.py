@@ -308,7 +308,10 @@ def _check_param_groups(optimizer: torch.optim.Optimizer, fresh: list[dict[str, 
 
     for i, (group, want) in enumerate(zip(optimizer.param_groups, fresh)):
         for key, default in want.items():
-            if key == "params" or default is None:
+            if key == "params" or default is None or isinstance(default, bool):  # flags: None, True, False
+                if isinstance(default, bool) and group.get(key) not in (None, True, False):
+                    raise ValueError(f"optimizer param_groups[{i}].{key} has a wrong type or value: "
+                                     f"{str(group.get(key))[:60]}")
                 continue
             got = group.get(key)
             values = got if isinstance(got, (list, tuple)) else [got]

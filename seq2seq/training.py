@@ -641,12 +641,14 @@ class Trainer:
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    """Adam (fused on CUDA) or plain SGD, per ``train.optimizer``."""
+    """Adam or plain SGD, per ``train.optimizer``. Adam is the fused kernel on the CPU too: one
+    pass over the weights instead of a dozen ``foreach`` passes (12.8M weights, 1 CPU thread:
+    ~9 ms a step against ~43 ms)."""
     t = cfg.train
     if t.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
-                            fused=(device.type == "cuda") or None)
+                            fused=device.type in ("cuda", "cpu") or None)
 
 
 def _progress_bar(cfg: Config, total: int, progress: Progress) -> Any:
