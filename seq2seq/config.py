@@ -186,6 +186,7 @@ class TrainConfig:
     log_every: int = 50  # steps between metric records
     save_every: int = 0  # also save last/ every N steps within an epoch (a crash loses at most that); 0: off
     save_every_minutes: float = 10.0  # ... and whenever this much time has passed since the last save; 0: off
+    keep_checkpoints: int = 0  # keep the last N epoch-end checkpoints in <out>/epochs/ (python -m seq2seq.average)
     valid_max_sentences: int = 0  # validate on the first N sentences; 0: all
     samples: int = 5  # sample translations logged each epoch
     progress: bool = True  # tqdm progress bar
@@ -205,7 +206,7 @@ class TrainConfig:
                f"must be in [0, 1), got {self.label_smoothing}")
         _check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
         for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples", "save_every",
-                     "save_every_minutes"):
+                     "save_every_minutes", "keep_checkpoints"):
             v = getattr(self, name)
             _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")

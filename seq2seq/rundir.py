@@ -40,7 +40,7 @@ from .tokenization import Tokenizer
 
 RUN_CONFIG = "config.yaml"
 RUN_FILES = (RUN_CONFIG, "metrics.jsonl", "metrics.jsonl.tmp", "last", "best", "last.old", "best.old", "last.tmp",
-             "best.tmp", "wandb")  # what a run writes; --overwrite replaces these, and nothing else
+             "best.tmp", "wandb", "epochs")  # what a run writes; --overwrite replaces these, and nothing else
 REPLACED = ".replaced"  # the old run's files while --overwrite swaps in the new run
 LOCK = ".lock"  # held (flock) by the training process that owns the run directory; holds its pid
 

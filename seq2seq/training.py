@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint, distributed
+from .average import EPOCHS, epoch_checkpoints
 from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
 from .config import Config
 from .corpus import Pair, load_corpus
@@ -446,6 +448,7 @@ class Trainer:
                     self.end_epoch()  # validate, early stopping, best/
                     p.done = p.done or stop == "max_steps"
                     self.save_last()
+                    self.keep_epoch()
                 # a signal during the last step, or its save: saved with the handlers still in place
                 self.signum = self.signum or self.world.max(self.flag.signum or 0)
                 if self.signum:
@@ -622,6 +625,17 @@ class Trainer:
                                 self.world.device)
         with self.autocast:
             return [translator.alignment(src, beam_size=1) for src, _ in self.data.valid_pairs[:n] if src.strip()]
+
+    def keep_epoch(self) -> None:
+        """``train.keep_checkpoints``: this epoch's weights as ``epochs/epoch-K`` (for averaging,
+        :mod:`seq2seq.average`); only the newest N are kept."""
+        n = self.cfg.train.keep_checkpoints
+        if not n or not self.world.is_main:
+            return
+        checkpoint.save(self.out / EPOCHS / f"epoch-{self.progress.epoch}", config=self.cfg, model=self.model,
+                        src_tok=self.data.src_tok, tgt_tok=self.data.tgt_tok)
+        for old in epoch_checkpoints(self.out)[:-n]:
+            shutil.rmtree(old)
 
     def save_last(self, window: Window | None = None) -> None:
         """Write ``last/``; mid-epoch (``train.save_every``) with the metrics ``window`` in progress."""

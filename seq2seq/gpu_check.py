@@ -1,0 +1,284 @@
+"""The prepared GPU check: one command that measures this toolkit on a GPU in minutes.
+
+    python -m seq2seq.gpu_check --out gpu_report --data data/multi30k      # on the GPU machine
+    python -m seq2seq.gpu_check --out /tmp/dry --device cpu --tiny         # the dry run CI makes
+
+GPU time is scarce (minutes, when at all), so everything is prepared here and tested on the
+CPU; the check needs only torch, tokenizers, sacrebleu, safetensors, pyyaml and tqdm
+(``datasets`` and ``wandb`` are never imported). Each part is timed and recorded, and a part
+that fails is recorded as failed without stopping the others:
+
+  1. ``environment``: device, torch and CUDA versions, bf16;
+  2. ``cuda_tests``: ``pytest -m cuda`` (tests/test_cuda.py: skipped without CUDA);
+  3. ``train_throughput``: target tokens/s of the recipe's training step at several batch
+     sizes (``python -m seq2seq.bench``'s step loop);
+  4. ``recipe``: ``train.py --config configs/multi30k_de_en.yaml`` to its end (a subprocess
+     with a time limit; SIGTERM saves ``last/``), the time at which validation BLEU first
+     reaches the reference 22.6, and test BLEU greedy / beam 5;
+  5. ``decode``: greedy and beam-5 sentences/s on the test split with the trained model.
+
+Everything goes to ``--out``: ``report.json`` (all figures, the goals and whether each was
+met) and ``report.md`` (the same as tables), the run directory and each part's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = "configs/multi30k_de_en.yaml"
+REFERENCE_BLEU = 22.6  # ../shared/REFERENCE.md: a naive GPU loop reached it in ~100 s
+GOALS = {  # issue 14, on one H100/H200
+    "train_tokens_per_s": 1_000_000,
+    "seconds_to_reference_bleu": 20.0,
+    "recipe_seconds": 60.0,
+    "greedy_sentences_per_s": 20_000,
+    "beam5_sentences_per_s": 5_000,
+}
+TINY = ("data.source=dates", "data.tokenizer=char", "data.size=400", "model.hidden_dim=32", "model.embed_dim=8",
+        "train.epochs=2", "train.log_every=2", "decode.batch_size=64", "train.valid_max_sentences=40",
+        "train.batch_size=32")
+
+
+class Report:
+    """The parts' results as they come; written whole after each part (a crash keeps the rest)."""
+
+    def __init__(self, out: Path, settings: dict[str, Any]) -> None:
+        self.out = out
+        self.data: dict[str, Any] = {"settings": settings, "parts": {}, "goals": {}}
+
+    def part(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """Run one part; record its figures and seconds, or its error, and save the report."""
+        print(f"gpu_check: {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        result: dict[str, Any] | None = None
+        entry: dict[str, Any]
+        try:
+            result = entry = {"status": "ok", **fn()}
+        except Exception as e:  # noqa: BLE001 - recorded; the other parts still run
+            entry = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000],
+                     "traceback": traceback.format_exc()[-4000:]}
+        entry["seconds"] = round(time.perf_counter() - start, 1)
+        self.data["parts"][name] = entry
+        print(f"gpu_check: {name}: {entry['status']} ({entry['seconds']} s)", file=sys.stderr, flush=True)
+        self.save()
+        return result
+
+    def save(self) -> None:
+        from .checkpoint import write_atomic
+
+        self.data["goals"] = goals(self.data["parts"])
+        write_atomic(self.out / "report.json", (json.dumps(self.data, indent=2) + "\n").encode("utf-8"))
+        write_atomic(self.out / "report.md", markdown(self.data).encode("utf-8"))
+
+
+# --- the parts ---------------------------------------------------------------------------
+def environment(device_name: str) -> dict[str, Any]:
+    import torch
+
+    from .bench import device_info
+    from .device import select_device
+
+    device = select_device(device_name)
+    info = {"python": platform.python_version(), "torch": torch.__version__, "device": device_info(device)}
+    if device.type == "cuda":
+        info["bf16_supported"] = torch.cuda.is_bf16_supported()
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    return info
+
+
+def cuda_tests(out: Path) -> dict[str, Any]:
+    """``pytest -m cuda`` in a subprocess; its summary line and exit status."""
+    log = out / "cuda_tests.log"
+    with open(log, "w", encoding="utf-8") as f:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider",
+                               "tests/test_cuda.py"], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=300,
+                              env={**os.environ, "WANDB_MODE": "disabled"})
+    lines = [x for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
+    summary = lines[-1] if lines else ""
+    if done.returncode not in (0, 5):  # 5: none collected
+        raise RuntimeError(f"pytest -m cuda exited {done.returncode}: {summary} (log: {log})")
+    return {"summary": summary, "exit_status": done.returncode, "log": str(log)}
+
+
+def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps: int,
+                     device_name: str) -> dict[str, Any]:
+    """Target tokens/s of the training step at each batch size (the bench's stand-alone loop)."""
+    from .bench import bench_batches, time_train_steps
+    from .config import load_config
+    from .device import select_device
+    from .training import prepare_data
+
+    cfg = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}"])
+    device = select_device(cfg.train.device)
+    data = prepare_data(cfg)
+    rows = []
+    for size in batch_sizes:
+        sized = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}", f"train.batch_size={size}"])
+        batches = bench_batches(sized, data, steps + 3)
+        tokens_per_s, peak = time_train_steps(sized, data, batches, 3, 1.0, device)
+        rows.append({"batch_size": size, "tokens_per_s": round(tokens_per_s), "peak_mib": round(peak)})
+        print(f"gpu_check: batch {size}: {tokens_per_s:,.0f} target tokens/s", file=sys.stderr, flush=True)
+    return {"rows": rows, "best_tokens_per_s": max(r["tokens_per_s"] for r in rows)}
+
+
+def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any]:
+    """The recipe trained to its end in a subprocess, stopped by SIGTERM at ``timeout`` s."""
+    run, log = out / "recipe", out / "recipe.log"
+    cmd = [sys.executable, "train.py", "--config", RECIPE, "--out", str(run), "--overwrite",
+           "train.progress=false", "tracking.wandb=disabled", *overrides]
+    start = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            status = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)  # saves last/; best/ is what was reached
+            status = proc.wait(timeout=120)
+    wall = time.perf_counter() - start
+    if not (run / "best").is_dir():
+        raise RuntimeError(f"training wrote no checkpoint (exit status {status}); see {log}")
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    epochs = [r for r in records if "valid/bleu" in r]
+    hit = next((r for r in epochs if r["valid/bleu"] >= REFERENCE_BLEU), None)
+    tokens = [r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r]
+    return {"command": " ".join(cmd[1:]), "exit_status": status, "wall_seconds": round(wall, 1),
+            "training_seconds": round(epochs[-1]["time/seconds"], 1) if epochs else None,
+            "epochs": len(epochs), "finished": status == 0,
+            "valid_bleu_by_epoch": [round(r["valid/bleu"], 2) for r in epochs],
+            "seconds_to_reference_bleu": round(hit["time/seconds"], 1) if hit else None,
+            "median_train_tokens_per_s": round(sorted(tokens)[len(tokens) // 2]) if tokens else None,
+            "run": str(run), "log": str(log)}
+
+
+def decode(run: Path, device_name: str, beam: int) -> dict[str, Any]:
+    """Test BLEU and sentences/s, greedy and beam, with the recipe's best/ checkpoint."""
+    from .bench import time_decoding
+    from .config import load_config
+    from .corpus import load_split
+    from .device import select_device
+    from .evaluation import score
+    from .translation import Translator
+
+    device = select_device(device_name)
+    translator = Translator.from_checkpoint(run / "best", device)
+    pairs = load_split(translator.data, translator.data.test_split)
+    sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
+    cfg = load_config(run / "best" / "config.yaml")
+    result: dict[str, Any] = {"split": translator.data.test_split, "sentences": len(pairs)}
+    for name, size in (("greedy", 1), (f"beam{beam}", beam)):
+        per_s, peak = time_decoding(translator, sources, size, cfg, device)
+        s = score(translator.translate_best(sources, beam_size=size), refs)
+        result[name] = {"sentences_per_s": round(per_s, 1), "peak_mib": round(peak), "bleu": round(s.bleu, 2),
+                        "chrf": round(s.chrf, 2), "bleu_signature": s.bleu_signature}
+    return result
+
+
+# --- the report --------------------------------------------------------------------------
+def goals(parts: dict[str, Any]) -> dict[str, Any]:
+    """Each goal of issue 14 with the measured figure and whether it was met (None: not measured)."""
+    def get(part: str, *keys: str) -> Any:
+        value: Any = parts.get(part, {})
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    measured = {
+        "train_tokens_per_s": get("train_throughput", "best_tokens_per_s"),
+        "seconds_to_reference_bleu": get("recipe", "seconds_to_reference_bleu"),
+        "recipe_seconds": get("recipe", "training_seconds") if get("recipe", "finished") else None,
+        "greedy_sentences_per_s": get("decode", "greedy", "sentences_per_s"),
+        "beam5_sentences_per_s": get("decode", "beam5", "sentences_per_s"),
+    }
+    lower = {"seconds_to_reference_bleu", "recipe_seconds"}
+    return {k: {"goal": g, "measured": measured[k],
+                "met": None if measured[k] is None else (measured[k] <= g if k in lower else measured[k] >= g)}
+            for k, g in GOALS.items()}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    parts, env = data["parts"], data["parts"].get("environment", {})
+    lines = ["# GPU check", "", f"Settings: `{json.dumps(data['settings'])}`", ""]
+    if env.get("status") == "ok":
+        lines += [f"Device: {json.dumps(env['device'])}; torch {env['torch']}, Python {env['python']}", ""]
+    lines += ["| part | status | seconds |", "|---|---|---|"]
+    lines += [f"| {name} | {p['status']} | {p['seconds']} |" for name, p in parts.items()]
+    lines += ["", "| goal (issue 14) | target | measured | met |", "|---|---|---|---|"]
+    for name, g in data["goals"].items():
+        met = {True: "yes", False: "no", None: "not measured"}[g["met"]]
+        lines.append(f"| {name} | {g['goal']:,} | {g['measured'] if g['measured'] is not None else '-'} | {met} |")
+    rows = parts.get("train_throughput", {}).get("rows", [])
+    if rows:
+        lines += ["", "| batch size | target tokens/s | peak MiB |", "|---|---|---|"]
+        lines += [f"| {r['batch_size']} | {r['tokens_per_s']:,} | {r['peak_mib']} |" for r in rows]
+    rec = parts.get("recipe", {})
+    if rec.get("status") == "ok":
+        lines += ["", f"Recipe: `{rec['command']}`: {rec['epochs']} epochs, {rec['training_seconds']} s "
+                      f"(finished: {rec['finished']}); valid BLEU by epoch {rec['valid_bleu_by_epoch']}"]
+    dec = parts.get("decode", {})
+    for name in ("greedy", "beam5"):
+        if name in dec:
+            d = dec[name]
+            lines.append(f"- {dec['split']} {name}: BLEU {d['bleu']} chrF {d['chrf']}, {d['sentences_per_s']:,} "
+                         f"sentences/s ({d['bleu_signature']})")
+    for name, p in parts.items():
+        if p["status"] == "failed":
+            lines += ["", f"**{name} failed:** `{p['error'][:500]}`"]
+    return "\n".join(lines) + "\n"
+
+
+# --- the command ---------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m seq2seq.gpu_check", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="the report folder (report.json, report.md, logs)")
+    p.add_argument("--data", default=None, help="Multi30k folder, {train,val,test_2016_flickr}.{de,en}.gz "
+                                                "(default: the recipe's data.path)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--tiny", action="store_true", help="a dry run of every part on a tiny dates model (CI)")
+    p.add_argument("--recipe-timeout", type=float, default=300.0, help="stop the recipe (SIGTERM) after this")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 2048 (--tiny: 16 32)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 30, --tiny 3)")
+    p.add_argument("--skip", action="append", default=[],
+                   choices=("cuda_tests", "train_throughput", "recipe", "decode"))
+    args = p.parse_args(argv)
+    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "report.json").exists():
+        print(f"error: {args.out}: exists and is not a gpu_check report folder; choose another --out",
+              file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ["WANDB_MODE"] = "disabled"
+    overrides = [*(TINY if args.tiny else ()), *([f"data.path={args.data}"] if args.data else []),
+                 f"train.device={args.device}"]
+    sizes = args.batch_sizes or ([16, 32] if args.tiny else [128, 512, 2048])
+    steps = args.steps or (3 if args.tiny else 30)
+    report = Report(args.out, {"device": args.device, "tiny": args.tiny, "data": args.data, "batch_sizes": sizes,
+                               "steps": steps, "recipe": RECIPE, "overrides": overrides})
+    report.part("environment", lambda: environment(args.device))
+    todo = [n for n in ("cuda_tests", "train_throughput", "recipe", "decode") if n not in args.skip]
+    if "cuda_tests" in todo:
+        report.part("cuda_tests", lambda: cuda_tests(args.out))
+    if "train_throughput" in todo:
+        report.part("train_throughput", lambda: train_throughput(overrides, sizes, steps, args.device))
+    if "recipe" in todo:
+        report.part("recipe", lambda: recipe(args.out, overrides, args.recipe_timeout))
+    if "decode" in todo and (args.out / "recipe" / "best").is_dir():
+        report.part("decode", lambda: decode(args.out / "recipe", args.device, 5))
+    failed = [n for n, v in report.data["parts"].items() if v["status"] == "failed"]
+    print(f"gpu_check: report in {args.out / 'report.md'}" + (f"; failed: {', '.join(failed)}" if failed else ""),
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The prepared GPU check (issue 14), as a dry run on the CPU: every part runs on a tiny model
+and writes its report, so the command cannot rot before the next GPU session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seq2seq.gpu_check import GOALS, goals
+
+pytestmark = pytest.mark.smoke
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_dry_run_writes_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "seq2seq.gpu_check", "--out", str(out), "--device", "cpu", "--tiny"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    parts = report["parts"]
+    assert list(parts) == ["environment", "cuda_tests", "train_throughput", "recipe", "decode"]
+    assert all(p["status"] == "ok" for p in parts.values()), parts
+    assert parts["environment"]["device"]["type"] == "cpu"
+    assert "skipped" in parts["cuda_tests"]["summary"]  # no CUDA here: collected, and skipped
+    assert [r["batch_size"] for r in parts["train_throughput"]["rows"]] == [16, 32]
+    assert all(r["tokens_per_s"] > 0 for r in parts["train_throughput"]["rows"])
+    assert parts["recipe"]["finished"] and parts["recipe"]["epochs"] == 2
+    assert (out / "recipe" / "best").is_dir()
+    assert parts["decode"]["greedy"]["sentences_per_s"] > 0 and 0 <= parts["decode"]["beam5"]["bleu"] <= 100
+    assert set(report["goals"]) == set(GOALS)
+    md = (out / "report.md").read_text()
+    assert "| train_throughput | ok |" in md and "| beam5_sentences_per_s | 5,000 |" in md
+
+
+def test_goals_are_judged_in_their_direction() -> None:
+    parts = {"train_throughput": {"best_tokens_per_s": 2_000_000},
+             "recipe": {"seconds_to_reference_bleu": 30.0, "training_seconds": 50.0, "finished": True},
+             "decode": {"greedy": {"sentences_per_s": 100.0}}}
+    g = goals(parts)
+    assert g["train_tokens_per_s"]["met"] is True
+    assert g["seconds_to_reference_bleu"]["met"] is False  # 30 s > 20 s
+    assert g["recipe_seconds"]["met"] is True
+    assert g["greedy_sentences_per_s"]["met"] is False
+    assert g["beam5_sentences_per_s"]["met"] is None  # not measured
+
+
+def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
+    from seq2seq.gpu_check import main
+
+    (tmp_path / "thesis.tex").write_text("keep me")
+    assert main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 1
+    assert (tmp_path / "thesis.tex").read_text() == "keep me"
