@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.gpu_check import GOALS, goals
+from seq2seq.gpu_check import CUDA_CHECKS, GOALS, goals
 
 pytestmark = pytest.mark.smoke
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +23,10 @@ def test_the_dry_run_writes_every_part(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
     parts = report["parts"]
-    assert list(parts) == ["environment", "cuda_tests", "train_throughput", "recipe", "decode"]
+    assert list(parts) == ["environment", "cuda_checks", "train_throughput", "recipe", "decode"]
     assert all(p["status"] == "ok" for p in parts.values()), parts
     assert parts["environment"]["device"]["type"] == "cpu"
-    assert "skipped" in parts["cuda_tests"]["summary"]  # no CUDA here: collected, and skipped
+    assert parts["cuda_checks"]["skipped"].startswith("device is cpu")
     assert [r["batch_size"] for r in parts["train_throughput"]["rows"]] == [16, 32]
     assert all(r["tokens_per_s"] > 0 for r in parts["train_throughput"]["rows"])
     assert parts["recipe"]["finished"] and parts["recipe"]["epochs"] == 2
@@ -55,3 +55,10 @@ def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
     (tmp_path / "thesis.tex").write_text("keep me")
     assert main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 1
     assert (tmp_path / "thesis.tex").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name", list(CUDA_CHECKS))
+def test_each_cuda_check_passes_on_the_cpu(name: str, tmp_path: Path) -> None:
+    """The checks' own logic, run on the CPU (bf16 where this CPU has it), so they cannot rot
+    between GPU sessions; on a GPU, tests/test_cuda.py and the check run them on CUDA."""
+    CUDA_CHECKS[name](tmp_path, "cpu")
