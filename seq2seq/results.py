@@ -39,14 +39,14 @@ def training_record(run: Path) -> dict[str, Any]:
             "best_epoch": int(best["epoch"]), "valid_bleu_by_epoch": [round(r["valid/bleu"], 2) for r in epochs]}
 
 
-def score_run(run: Path, beam: int, device: str = "cpu") -> dict[str, Any]:
-    """{split: {"greedy": scores, "beam": scores}} for the valid and test splits of ``run/best``."""
+def score_run(run: Path, beam: int, device: str = "cpu", checkpoint: str = "best") -> dict[str, Any]:
+    """{split: {"greedy": scores, "beam": scores}} for the valid and test splits of ``run/checkpoint``."""
     from .corpus import load_split
     from .device import select_device
     from .evaluation import evaluate_split
     from .translation import Translator
 
-    translator = Translator.from_checkpoint(run / "best", select_device(device, "--device"))
+    translator = Translator.from_checkpoint(run / checkpoint, select_device(device, "--device"))
     data = translator.data
     out: dict[str, Any] = {}
     for split in (data.test_split, data.valid_split):
@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=5, help="beam size of the beam figures (default 5)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     p.add_argument("--note", default="", help="anything a reader must know (load, cut short, ...)")
+    p.add_argument("--checkpoint", default="best",
+                   help="the run's checkpoint to score: best (default), or e.g. averaged (python -m seq2seq.average)")
     args = p.parse_args(argv)
 
     def work() -> int:
@@ -112,16 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .checkpoint import load
         from .device import cpu_name, describe, select_device
 
-        cfg = load(args.run / "best").config
+        if Path(args.checkpoint).name != args.checkpoint or args.checkpoint in ("", ".", ".."):
+            raise ValueError(f"--checkpoint must name a checkpoint folder inside --run, got {args.checkpoint!r}")
+        cfg = load(args.run / args.checkpoint).config
         device = select_device(args.device, "--device")
         entry = {"name": args.name, "config": args.config or str(args.run / "config.yaml"), "command": args.command,
                  "device": {"type": device.type, "name": cpu_name() if device.type == "cpu" else
                             torch.cuda.get_device_name(device), "cores": os.cpu_count(),
                             "precision": describe(cfg.train.bf16, device)},
                  "test_split": cfg.data.test_split, "valid_split": cfg.data.valid_split,
-                 **training_record(args.run), "note": args.note,
+                 **training_record(args.run), "checkpoint": args.checkpoint, "note": args.note,
                  "scored": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        entry.update(score_run(args.run, args.beam, args.device))
+        entry.update(score_run(args.run, args.beam, args.device, args.checkpoint))
         write_entry(args.json, entry)
         print(table_row(entry, cfg.data.test_split, cfg.data.valid_split))
         return 0

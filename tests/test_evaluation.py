@@ -378,3 +378,23 @@ def test_evaluate_split_never_writes_over_the_corpus(tiny_checkpoint: Path, tmp_
         assert msg.startswith(f"error: {option} {target}: is the same file as the corpus's {target.name}"), msg
     assert {p.name: p.read_bytes() for p in corpus.iterdir()} == before
     assert evaluate_main([*base, "--output", str(tmp_path / "hyps.txt")]) == 0  # elsewhere: fine
+
+
+@pytest.mark.smoke
+def test_results_scores_another_checkpoint_of_the_run(trained_run: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """--checkpoint last scores run/last (e.g. averaged, from python -m seq2seq.average), recorded as such."""
+    from seq2seq import results
+
+    out = tmp_path / "results.json"
+    argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--beam", "2"]
+    assert results.main([*argv, "--checkpoint", "last"]) == 0
+    (entry,) = json.loads(out.read_text())
+    cfg = load_config(trained_run / "config.yaml")
+    test = load_split(cfg.data, "test")
+    hyps = Translator.from_checkpoint(trained_run / "last").translate_best([s for s, _ in test], beam_size=1)
+    assert entry["checkpoint"] == "last"
+    assert entry["test"]["greedy"]["bleu"] == pytest.approx(score(hyps, [t for _, t in test]).bleu, abs=0.006)
+    capsys.readouterr()
+    assert results.main([*argv, "--checkpoint", "../elsewhere"]) == 1
+    assert "--checkpoint must name a checkpoint folder inside --run" in capsys.readouterr().err
