@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import check_positive, require_stdout, run_command
+from .parsing import bounded_lines
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yaml"
 
@@ -67,7 +68,7 @@ def _train_errors() -> tuple[type[BaseException], ...]:
 # --- translate -------------------------------------------------------------------------
 def _read_lines(stream: Any, warn: Callable[[int, str], None]) -> Iterator[str]:
     """Lines of a binary stream, split on b'\\n' only; invalid UTF-8 replaced, with a warning."""
-    for i, raw in enumerate(stream):
+    for i, raw in enumerate(bounded_lines(stream)):
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         try:

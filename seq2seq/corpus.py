@@ -34,7 +34,7 @@ from typing import Any
 from . import synthetic
 from .config import DataConfig
 from .pairs import CorpusError, Pair, Read
-from .parsing import ParseError, load_json
+from .parsing import ParseError, bounded_lines, load_json
 from .synthetic import SYNTHETIC_SOURCES
 
 
@@ -286,8 +286,10 @@ def _iter_lines(path: Path, invalid_utf8: str) -> Iterator[str | None]:
             is_gzip = f.read(2) == b"\x1f\x8b"
             f.seek(0)
             stream: io.BufferedIOBase = gzip.GzipFile(fileobj=f) if is_gzip else f
-            for lineno, raw in enumerate(stream, start=1):  # splits on b"\n" only, unlike text mode
+            for lineno, raw in enumerate(bounded_lines(stream), start=1):  # splits on b"\n" only
                 yield _decode_line(raw, path, lineno, invalid_utf8)
+    except ParseError as e:
+        raise CorpusError(f"{path}: {e}") from None
     except (OSError, EOFError, zlib.error) as e:
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
         raise CorpusError(f"{path}: cannot read file ({reason})") from None

@@ -15,7 +15,9 @@ them, stopping at the limit. Each caller adds the file's name to the message.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,22 @@ MAX_DEPTH = 64  # nesting of lists and mappings; a config needs 3
 
 class ParseError(ValueError):
     """The text is too large, too deep, or not valid; the message says which (no file name)."""
+
+
+MAX_LINE_BYTES = 1 * MiB  # one sentence of a corpus or of translate.py's input: a few hundred bytes in practice
+
+
+def bounded_lines(stream: Any, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of a binary stream (split on b"\\n" only, each with its newline), refusing
+    one longer than ``limit`` bytes (:class:`ParseError` "line N: ..."): a binary file or
+    ``/dev/zero`` would otherwise be read whole as one line."""
+    for lineno in itertools.count(1):
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        if len(raw) > limit and not raw.endswith(b"\n"):  # limit bytes and its newline is the longest allowed
+            raise ParseError(f"line {lineno}: longer than {limit:,} bytes (not a text file of sentences?)")
+        yield raw
 
 
 def read_text(path: str | Path, limit: int) -> str:

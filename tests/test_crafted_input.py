@@ -236,3 +236,37 @@ def test_tokenizer_ids_that_do_not_fit_the_embedding(new_id: int, fragment: str,
     path.write_text(json.dumps(data))
     assert translate_main(["--checkpoint", str(run / "best")]) == 1
     one_error_line(capsys.readouterr().err, str(path), "token ids must be 0..", fragment)
+
+
+# --- lines with no end ------------------------------------------------------------------------
+def test_bounded_lines() -> None:
+    import io
+
+    from seq2seq.parsing import bounded_lines
+
+    assert list(bounded_lines(io.BytesIO(b"a\nbb\r\nccc"), limit=4)) == [b"a\n", b"bb\r\n", b"ccc"]
+    assert list(bounded_lines(io.BytesIO(b"abcd\n"), limit=4)) == [b"abcd\n"]  # the limit, and its newline
+    with pytest.raises(ParseError, match="line 2: longer than 4 bytes"):
+        list(bounded_lines(io.BytesIO(b"ok\nabcde\n"), limit=4))
+
+
+def test_translate_input_without_line_ends_is_refused(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/zero (or a binary file) as --input: one endless "line" would be read into memory."""
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    code = quick(lambda: translate_main(["--checkpoint", str(trained_run / "best"), "--input", "/dev/zero"]))
+    assert code == 1
+    one_error_line(capsys.readouterr().err, "line 1: longer than 1,048,576 bytes")
+
+
+def test_a_corpus_line_without_end_is_refused(tmp_path: Path, tiny_overrides: tuple[str, ...],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for split in ("train", "val", "test"):
+        (root / f"{split}.src").write_text("1 jan 2000\n" * 20)
+        (root / f"{split}.tgt").write_text("2000-01-01\n" * 20)
+    (root / "train.tgt").write_bytes(b"2000-01-01\n" * 3 + b"x" * (2 << 20))
+    code = train_main(["--out", str(tmp_path / "run"), *tiny_overrides, "data.source=files", f"data.path={root}"])
+    assert code == 1
+    one_error_line(capsys.readouterr().err, f"{root / 'train.tgt'}: line 4: longer than 1,048,576 bytes")
