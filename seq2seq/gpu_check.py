@@ -211,7 +211,7 @@ def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any
     """The recipe trained to its end in a subprocess, stopped by SIGTERM at ``timeout`` s."""
     run, log = out / "recipe", out / "recipe.log"
     cmd = [sys.executable, "train.py", "--config", RECIPE, "--out", str(run), "--overwrite",
-           "train.progress=false", "tracking.wandb=disabled", *overrides]
+           "train.progress=false", "tracking.wandb=disabled", "train.keep_checkpoints=0", *overrides]
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
