@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import run_command
+from .parsing import ParseError, load_json
 
 
 def training_record(run: Path) -> dict[str, Any]:
@@ -71,8 +72,8 @@ def write_entry(path: Path, entry: dict[str, Any]) -> None:
     entries: list[dict[str, Any]] = []
     if path.exists():
         try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+            entries = load_json(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, ParseError) as e:
             raise ValueError(f"{path}: not valid JSON ({e}); not overwritten") from None
         if not isinstance(entries, list):
             raise ValueError(f"{path}: must hold a JSON list of entries; not overwritten")

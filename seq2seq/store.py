@@ -48,6 +48,7 @@ from . import corpus
 from .batching import Chunk, Example, encode_pairs
 from .config import DataConfig
 from .corpus import Pair
+from .parsing import MAX_CONFIG_BYTES, load_json, read_text
 from .tokenization import Tokenizer, TokenizerError, train_tokenizers
 
 FORMAT = "seq2seq-store/1"
@@ -196,7 +197,7 @@ class Store:
         self.path = Path(path)
         meta_file = self.path / STORE_JSON
         try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            meta = load_json(read_text(meta_file, MAX_CONFIG_BYTES))
         except FileNotFoundError:
             raise StoreError(f"{self.path}: no prepared store here (make one with "
                              f"python -m seq2seq.prepare --config CONFIG --out {self.path})") from None
@@ -289,8 +290,8 @@ class Store:
     def _pairs(self, name: str) -> list[Pair]:
         try:
             lines = (self.path / name).read_text(encoding="utf-8").splitlines()
-            return [(s, t) for s, t in map(json.loads, lines)]
-        except (OSError, ValueError) as e:
+            return [(s, t) for s, t in map(load_json, lines)]
+        except (OSError, ValueError, TypeError) as e:  # TypeError: a line that is not a pair
             raise StoreError(f"{self.path / name}: unreadable ({e})") from None
 
 

@@ -64,8 +64,8 @@ from .device import select_device
 from .errors import run_command
 from .evaluation import DEFAULT_BUCKETS, LENGTH_UNITS, evaluate_split
 from .model import count_parameters
-from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
-from .rundir import load_run_config
+from .parsing import MAX_CONFIG_BYTES, ParseError, load_json, load_yaml, read_text
+from .rundir import Progress, load_run_config
 from .training import RUN_CONFIG, DivergedError, TrainError, train
 from .translation import Translator
 
@@ -248,11 +248,11 @@ def clean(out: Path) -> None:
 def finished(run_dir: Path, cfg: Config) -> bool:
     """True when ``run_dir/last`` is a completed run (stopped early, or all epochs done)."""
     try:
-        state = json.loads((checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON).read_text())
-    except (checkpoint.CheckpointError, OSError, ValueError):
-        return False
-    progress = state.get("progress", {})
-    return bool(progress.get("done")) or progress.get("epoch", 0) >= cfg.train.epochs
+        path = checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON
+        progress = Progress.from_dict(load_json(read_text(path, checkpoint.MAX_TRAINER_JSON_BYTES))["progress"])
+    except (checkpoint.CheckpointError, OSError, ValueError, KeyError, TypeError):
+        return False  # no state, or a damaged one: training (resuming) will say what is wrong
+    return progress.done or progress.epoch >= cfg.train.epochs
 
 
 def run_variant(variant: Variant, run_dir: Path) -> str:
@@ -321,9 +321,10 @@ def _run_parallel(variants: Sequence[Variant], out: Path, jobs: int) -> dict[str
 
 def read_status(run_dir: Path) -> dict[str, Any]:
     try:
-        return dict(json.loads((run_dir / STATUS_FILE).read_text()))
+        status = load_json(read_text(run_dir / STATUS_FILE, MAX_CONFIG_BYTES))
     except (OSError, ValueError):
         return {}
+    return status if isinstance(status, dict) else {}  # damaged: as if none
 
 
 # --- scoring ---------------------------------------------------------------------------
@@ -331,7 +332,12 @@ def evaluate_test(run_dir: Path, sweep: Sweep) -> dict[str, Any]:
     """Greedy test-split scores of ``run_dir/best``, with scores by source length; cached."""
     cache = run_dir / TEST_FILE
     if cache.exists():
-        return dict(json.loads(cache.read_text()))
+        try:
+            cached = load_json(read_text(cache, MAX_CONFIG_BYTES))
+        except (OSError, ValueError):
+            cached = None
+        if isinstance(cached, dict):
+            return cached  # else damaged: scored again below
     try:
         loaded = checkpoint.load(run_dir / "best")
     except checkpoint.CheckpointError:
@@ -370,9 +376,9 @@ def summarize(variant: Variant, run_dir: Path, status: str, sweep: Sweep) -> dic
     valid = [r for r in records if "valid/bleu" in r]
     test = evaluate_test(run_dir, sweep)
     try:
-        state = json.loads((checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON).read_text())
-        seconds = float(state["progress"]["elapsed"])
-    except (checkpoint.CheckpointError, OSError, ValueError, KeyError):
+        path = checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON
+        seconds = float(load_json(read_text(path, checkpoint.MAX_TRAINER_JSON_BYTES))["progress"]["elapsed"])
+    except (checkpoint.CheckpointError, OSError, ValueError, KeyError, TypeError):
         seconds = max((r.get("time/seconds", 0.0) for r in valid), default=0.0)
     row: dict[str, Any] = {"variant": variant.name}
     for key in dict.fromkeys(k for v in sweep.variants for k in v.overrides):  # the axes, as configured

@@ -359,3 +359,34 @@ def test_a_damaged_run_config_in_a_sweep_is_refused_not_read_as_defaults(tiny_sw
     with pytest.raises(RunDirError, match=r"plain/config.yaml: the run's config is empty"):
         run_sweep(load_sweep(write_sweep(tmp_path, TINY)), out)
     assert (out / "plain" / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("damage", ["status-list", "status-deep", "test-cache", "trainer-list"])
+def test_damaged_sweep_files_are_read_as_absent(damage: str, tiny_sweep: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A sweep's own bookkeeping (sweep.json, test.json, last/trainer.json) damaged: no
+    traceback; the sweep skips, rescores or resumes as if the file were absent or says why."""
+    from seq2seq.sweep import finished, read_status
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_sweep, out)
+    run = out / "plain"
+    if damage == "status-list":
+        (run / "sweep.json").write_text("[1, 2]")
+        assert read_status(run) == {}
+    elif damage == "status-deep":
+        (run / "sweep.json").write_text("[" * 100_000 + "]" * 100_000)
+        assert read_status(run) == {}
+    elif damage == "test-cache":
+        (run / "test.json").write_text('"not an object"')
+    else:
+        (run / "last" / "trainer.json").write_text("[]")
+        assert not finished(run, load_sweep(write_sweep(tmp_path, TINY)).variants[0].config)
+    try:
+        run_sweep(load_sweep(write_sweep(tmp_path, TINY)), out)
+    except Exception as e:  # noqa: BLE001 - a clear error is acceptable for a damaged trainer state
+        assert damage == "trainer-list" and "trainer.json" in str(e), e
+    else:
+        rows = (out / "results.csv").read_text()
+        assert "plain" in rows and "peeky" in rows
