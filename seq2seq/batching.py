@@ -38,7 +38,7 @@ class Batch:
     """A padded batch of sentence pairs (all tensors ``long``)."""
 
     src: Tensor  # (B, S) source ids, reversed if asked, PAD at the end
-    src_len: Tensor  # (B,) real source lengths, >= 1
+    src_len: Tensor  # (B,) real source lengths, >= 1; stays on the CPU (see :meth:`to`)
     tgt_in: Tensor  # (B, T) BOS + target ids, PAD at the end
     tgt_out: Tensor  # (B, T) target ids + EOS, PAD at the end
     index: Tensor  # (B,) position of each pair in the example list
@@ -52,10 +52,12 @@ class Batch:
         return self.src.size(0)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """A copy with every tensor on ``device``."""
+        """A copy with every tensor on ``device`` but ``src_len``: the encoder packs the source
+        with lengths on the CPU, so a copy on a GPU would cost a host sync each step to bring
+        them back (the attention mask copies them over without one)."""
         return Batch(
             src=self.src.to(device, non_blocking=non_blocking),
-            src_len=self.src_len.to(device, non_blocking=non_blocking),
+            src_len=self.src_len,
             tgt_in=self.tgt_in.to(device, non_blocking=non_blocking),
             tgt_out=self.tgt_out.to(device, non_blocking=non_blocking),
             index=self.index.to(device, non_blocking=non_blocking),

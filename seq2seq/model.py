@@ -246,7 +246,8 @@ class Seq2Seq(nn.Module):
             c = torch.zeros_like(c)  # the decoder's memory cells start empty; h carries the source
         mask = None
         if attend:
-            mask = torch.arange(S, device=src.device)[None, :] < src_len.to(src.device)[:, None]  # (B, S)
+            lengths = src_len.to(src.device, non_blocking=True)  # CPU -> device: no host sync
+            mask = torch.arange(S, device=src.device)[None, :] < lengths[:, None]  # (B, S)
         return DecoderState(hidden=h, cell=c, context=h[-1], memory=memory, memory_mask=mask)
 
     def decode(self, tgt_in: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:

@@ -201,3 +201,13 @@ def test_encode_pairs_drop_counts() -> None:
     assert (too_long, empty) == (2, 3)
     assert examples == [(tok.encode("abc"), tok.encode("12")), (tok.encode("abcde"), tok.encode("12345"))]
     assert all(BOS not in s and EOS not in t for s, t in examples)
+
+
+def test_to_a_device_keeps_the_source_lengths_on_the_cpu() -> None:
+    """The encoder packs with CPU lengths: on a GPU, lengths moved there would be copied back
+    each step, a host sync (issue 14). The meta device stands in for a GPU here."""
+    b = collate([([5, 6, 7], [8, 9]), ([5, 6], [8])], range(2), reverse=False)
+    moved = b.to(torch.device("meta"))
+    assert moved.src.device.type == moved.tgt_in.device.type == moved.tgt_out.device.type == "meta"
+    assert moved.src_len.device.type == "cpu" and moved.src_len.tolist() == [3, 2]
+    assert moved.num_tgt_tokens == b.num_tgt_tokens
