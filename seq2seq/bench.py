@@ -67,7 +67,7 @@ from .device import cpu_bf16_flags, cpu_name, select_device
 from .device import describe as describe_precision
 from .errors import run_command
 from .model import Seq2Seq, build_model
-from .training import Data, TrainError, make_optimizer, prepare_data, train, train_step
+from .training import Data, TrainError, make_optimizer, prepare_data, sync_free, train, train_step
 from .translation import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,13 +205,14 @@ def time_train_steps(cfg: Config, data: Data, batches: Sequence[Batch], warmup: 
     model, optimizer = fresh_model(cfg, data, device)
     autocast = autocast_for(cfg, device)
     reset_peak_memory(device)
+    defer = sync_free(cfg, device)  # as train does: no host sync per step on CUDA
     for batch in batches[:warmup]:
-        train_step(model, batch.to(device, non_blocking=True), optimizer, cfg, tf_ratio, autocast)
+        train_step(model, batch.to(device, non_blocking=True), optimizer, cfg, tf_ratio, autocast, defer=defer)
     sync(device)
     tokens = 0
     start = time.perf_counter()
     for batch in batches[warmup:]:
-        train_step(model, batch.to(device, non_blocking=True), optimizer, cfg, tf_ratio, autocast)
+        train_step(model, batch.to(device, non_blocking=True), optimizer, cfg, tf_ratio, autocast, defer=defer)
         tokens += batch.num_tgt_tokens
     sync(device)
     seconds = time.perf_counter() - start

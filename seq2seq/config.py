@@ -183,6 +183,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: Literal["auto", True, False] = "auto"  # bf16 autocast: auto = on CUDA and on CPUs with native bf16
     max_bad_steps: int = 10  # NaN/inf losses in a row before training stops
+    # no host sync in a step: NaN/inf steps skipped on the device (fused Adam), counted and
+    # checked against max_bad_steps at each metrics record; auto = on CUDA with Adam
+    sync_free: Literal["auto", True, False] = "auto"
     log_every: int = 50  # steps between metric records
     save_every: int = 0  # also save last/ every N steps within an epoch (a crash loses at most that); 0: off
     save_every_minutes: float = 10.0  # ... and whenever this much time has passed since the last save; 0: off

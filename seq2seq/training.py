@@ -217,7 +217,8 @@ def catch_signals(flag: StopFlag) -> Iterator[None]:
 
 # --- one step ------------------------------------------------------------------------
 def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, cfg: Config, tf_ratio: float,
-               autocast: Any, world: World = distributed.SINGLE) -> tuple[Tensor, int, Tensor, bool]:
+               autocast: Any, world: World = distributed.SINGLE, defer: bool = False
+               ) -> tuple[Tensor, Any, Tensor, Any]:
     """One optimizer step on ``batch``, this rank's share of the step's global batch.
 
     ``net`` is ``TrainingForward(model)``, in DistributedDataParallel when there are several
@@ -230,6 +231,11 @@ def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, c
     numbers before backward) and multiplies it by the world size, which DDP's averaging of
     the ranks' gradients divides out again. So N ranks with ``batch_size`` B take the steps
     of one process with N * B, up to the order of floating-point sums.
+
+    ``defer`` (``train.sync_free``; fused Adam only): no host sync. The step is always
+    launched, and the fused kernel skips it on the device when the loss or gradient is not
+    finite (``found_inf``, as a GradScaler would set it); "taken" is then a 0-dim bool tensor,
+    and the target-token count a tensor in a data-parallel run.
     """
     if isinstance(net, Seq2Seq):  # a bare model (bench.py times steps this way)
         net = TrainingForward(net)
@@ -241,7 +247,12 @@ def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, c
     (loss_sum / tokens * world.size).backward()
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    ok = bool(torch.isfinite(loss_total) & torch.isfinite(norm))  # one host sync per step
+    finite = torch.isfinite(loss_total) & torch.isfinite(norm)  # () bool, on the device
+    if defer:
+        optimizer.found_inf = (~finite).to(torch.float32)  # type: ignore[attr-defined]
+        optimizer.step()  # a no-op on the device when found_inf is 1 (Adam's step count restored too)
+        return loss_total, tokens, norm.detach(), finite
+    ok = bool(finite)  # one host sync per step
     if ok:
         optimizer.step()
     return loss_total, int(tokens), norm.detach(), ok
@@ -270,7 +281,33 @@ class Window:
         self.norm = torch.zeros((), device=self.device)
         self.clipped = torch.zeros((), device=self.device)
         self.tokens = self.steps = 0
+        # train.sync_free: steps whose outcome is only on the device until :meth:`settle`
+        self.pending_tokens = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.pending_steps = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.pending_bad = torch.zeros((), dtype=torch.int64, device=self.device)
         self.start = time.perf_counter()
+
+    def add_deferred(self, loss_sum: Tensor, norm: Tensor, tokens: Any, clip_norm: float, ok: Tensor) -> None:
+        """:meth:`add` for a step whose outcome ``ok`` (a 0-dim bool tensor) the host has not
+        read: a skipped step adds nothing but its count in ``pending_bad``. No host sync."""
+        zero = torch.zeros((), device=self.device)
+        self.loss += torch.where(ok, loss_sum, zero)
+        self.norm += torch.where(ok, norm, zero)
+        if clip_norm > 0:
+            self.clipped += (norm > clip_norm) & ok
+        self.pending_tokens += ok * torch.as_tensor(tokens, device=self.device).to(torch.int64)
+        self.pending_steps += ok
+        self.pending_bad += ~ok
+
+    def settle(self) -> int:
+        """Fold the pending counts into ``tokens`` and ``steps`` (one host sync); -> the
+        steps skipped since the last settle."""
+        counts = torch.stack([self.pending_tokens, self.pending_steps, self.pending_bad]).tolist()
+        self.tokens += counts[0]
+        self.steps += counts[1]
+        for t in (self.pending_tokens, self.pending_steps, self.pending_bad):
+            t.zero_()
+        return int(counts[2])
 
     def state(self) -> dict[str, float]:
         """The sums so far, for a checkpoint taken mid-window (one host sync); see :meth:`restore`."""
@@ -377,6 +414,9 @@ class Trainer:
     started: float = 0.0  # perf_counter() at the run's start, less the time of earlier processes
     consecutive_bad: int = 0  # NaN/inf steps in a row
     signum: int = 0  # the signal that stops training, once every rank knows of it
+    defer: bool = False  # train.sync_free: steps' outcomes read at each record, not each step
+    bad_run: Tensor | None = None  # sync_free: NaN/inf steps in a row so far, on the device
+    worst_run: Tensor | None = None  # ... and the longest such run since the last record
     saved_at: float = 0.0  # perf_counter() when last/ was last written (or training began)
 
     @classmethod
@@ -424,8 +464,13 @@ class Trainer:
             write_run_config(out, cfg)  # on resume too: train.* may change
 
         world.main_only(commit)
+        defer = sync_free(cfg, world.device)
+        if defer:
+            say("sync-free steps: NaN/inf steps are skipped on the device and counted at each record", flush=True)
+        zero = torch.zeros((), dtype=torch.int64, device=world.device)
         return cls(cfg, out, world, data, model, net, optimizer, progress,
-                   autocast=device_autocast(cfg.train.bf16, world.device))
+                   autocast=device_autocast(cfg.train.bf16, world.device), defer=defer,
+                   bad_run=zero.clone(), worst_run=zero.clone())
 
     # --- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -487,14 +532,20 @@ class Trainer:
         for batch in batches:
             lr = self.set_lr(total_steps)
             loss_sum, tokens, norm, ok = train_step(self.net, batch.to(world.device, non_blocking=True),
-                                                    self.optimizer, cfg, tf, self.autocast, world)
+                                                    self.optimizer, cfg, tf, self.autocast, world, self.defer)
             p.batch_in_epoch += 1
             if bar is not None:
                 bar.update(1)
-            if not self.step_was_finite(ok):
+            if self.defer:  # outcome on the device: a skipped step still counts as a step here
+                assert self.bad_run is not None and self.worst_run is not None
+                self.bad_run.mul_(~ok).add_(~ok)  # (run + 1) if skipped, else 0
+                torch.maximum(self.worst_run, self.bad_run, out=self.worst_run)
+                window.add_deferred(loss_sum, norm, tokens, cfg.train.clip_norm, ok)
+            elif not self.step_was_finite(ok):
                 continue
+            else:
+                window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
             p.step += 1
-            window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
             if p.step % cfg.train.log_every == 0:
                 self.log_window(window, lr, tf, bar)
             self.signum = world.max(self.flag.signum or 0)  # a signal to any rank stops all after this step
@@ -506,6 +557,7 @@ class Trainer:
                 break
             if p.batch_in_epoch < epoch_steps and self.save_due():  # the epoch's end saves anyway
                 self.save_last(window)
+        self.settle(window)
         if stop == "signal":  # last/ keeps the record in progress; the resumed run completes it
             p.window = window.state()
         elif window.steps:  # the epoch's (or max_steps') last steps since a record
@@ -572,8 +624,32 @@ class Trainer:
         return (f"The last good checkpoint is {self.out / 'last'}" if (self.out / "last").exists()
                 else "No checkpoint was written yet")
 
+    def settle(self, window: Window) -> None:
+        """train.sync_free: read the window's skipped steps (one host sync): count them, warn,
+        and stop the run if ``max_bad_steps`` came in a row since the last record."""
+        if not self.defer:
+            return
+        assert self.bad_run is not None and self.worst_run is not None
+        bad = window.settle()
+        worst = int(self.worst_run)
+        self.worst_run.copy_(self.bad_run)  # the next record's longest run starts with the current one
+        if not bad:
+            return
+        p = self.progress
+        p.skipped_steps += bad
+        self.world.print(f"warning: {bad} steps with a non-finite loss or gradient up to step {p.step}; "
+                         "skipped", file=sys.stderr)
+        self.check_weights()
+        if worst >= self.cfg.train.max_bad_steps:
+            raise DivergedError(f"loss was NaN/inf for {worst} steps in a row (by step {p.step}); "
+                                f"stopped. {self.kept()}")
+
     def log_window(self, window: Window, lr: float, tf: float, bar: Any) -> None:
         assert self.tracker is not None
+        self.settle(window)
+        if not window.steps:  # every step since the last record was skipped
+            window.reset()
+            return
         self.check_weights()  # once a window: a finite loss can still leave a weight NaN
         record = window.record(lr, tf, self.progress.epoch + 1)
         self.tracker.log(record, self.progress.step)
@@ -644,6 +720,7 @@ class Trainer:
         p = self.progress
         p.elapsed = time.perf_counter() - self.started
         if window is not None:
+            self.settle(window)
             p.window = window.state()
         try:
             save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
@@ -652,6 +729,16 @@ class Trainer:
             if window is not None:
                 p.window = None
         self.saved_at = time.perf_counter()
+
+
+def sync_free(cfg: Config, device: torch.device) -> bool:
+    """Whether steps run without a host sync (``train.sync_free``): they need fused Adam, whose
+    kernel can skip a step on the device; ``auto`` is on for CUDA."""
+    if cfg.train.sync_free is True and cfg.train.optimizer != "adam":
+        raise TrainError("train.sync_free: true needs train.optimizer: adam (its fused kernel skips NaN steps "
+                         "on the device)")
+    wanted = cfg.train.sync_free is True or (cfg.train.sync_free == "auto" and device.type == "cuda")
+    return wanted and cfg.train.optimizer == "adam"
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
