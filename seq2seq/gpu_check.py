@@ -9,7 +9,8 @@ CPU; the check needs only torch, tokenizers, sacrebleu, safetensors, pyyaml and 
 that fails is recorded as failed without stopping the others:
 
   1. ``environment``: device, torch and CUDA versions, bf16;
-  2. ``cuda_checks``: bf16 with fused Adam, resume, greedy equal to the CPU's (the functions
+  2. ``cuda_checks``: bf16 with fused Adam, resume, greedy equal to the CPU's, no host sync
+     in a training step (the functions
      tests/test_cuda.py runs under ``pytest -m cuda``; no pytest needed here);
   3. ``train_throughput``: target tokens/s of the recipe's training step at several batch
      sizes (``python -m seq2seq.bench``'s step loop);
@@ -158,8 +159,34 @@ def check_greedy_matches_cpu(tmp: Path, device: str = "cuda") -> None:
     assert dev == cpu, (dev, cpu)
 
 
+def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
+    """A training step (``train.sync_free``) reads nothing back to the host: on CUDA, run under
+    ``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronizing call."""
+    import torch
+
+    from .bench import bench_batches, fresh_model
+    from .training import prepare_data, train_step
+
+    cfg = _check_config(f"train.device={device}", "train.sync_free=true")
+    dev = torch.device(device)
+    data = prepare_data(cfg)
+    model, optimizer = fresh_model(cfg, data, dev)
+    batches = [b.to(dev) for b in bench_batches(cfg, data, 5)]  # moved before the watch begins
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
+    train_step(model, batches[0], optimizer, cfg, 1.0, autocast, defer=True)  # warm-up: lazy state
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for batch in batches[1:]:
+            train_step(model, batch, optimizer, cfg, 1.0, autocast, defer=True)
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+
+
 CUDA_CHECKS = {"bf16_fused_training": check_bf16_fused_training, "resume": check_resume,
-               "greedy_matches_cpu": check_greedy_matches_cpu}
+               "greedy_matches_cpu": check_greedy_matches_cpu, "no_sync_in_step": check_no_sync_in_step}
 
 
 def cuda_checks(out: Path, device_name: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         safe = target.masked_fill(~keep, 0)  # (N,): a valid index at ignored rows, masked below
         lse = torch.empty(logits.shape[0], device=logits.device)  # (N,)
         mean = torch.empty_like(lse)
-        for rows in _chunks(logits.shape[0]):  # a block of rows stays in cache through its passes
+        for rows in _chunks(logits):  # a block of rows stays in cache through its passes
             x = logits[rows].float()
             lse[rows] = torch.logsumexp(x, dim=-1)
             if smoothing:
@@ -48,7 +48,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps, V = ctx.smoothing, logits.shape[-1]
         scale = keep.to(lse.dtype) * grad  # (N,)
         out = torch.empty_like(logits)
-        for rows in _chunks(logits.shape[0]):
+        for rows in _chunks(logits):
             g = torch.exp(logits[rows].float() - lse[rows, None])  # softmax
             if eps:
                 g.sub_(eps / V)
@@ -57,7 +57,12 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         return out, None, None, None
 
 
-def _chunks(n: int, size: int = 64) -> list[slice]:
+def _chunks(logits: Tensor, size: int = 64) -> list[slice]:
+    """Blocks of ``size`` rows on the CPU (each stays in cache through its passes); on a GPU one
+    block, since every block costs kernel launches and the step is launch-bound there."""
+    n = logits.shape[0]
+    if logits.device.type != "cpu":
+        return [slice(0, n)]
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 from .tokenization import PAD
@@ -68,6 +68,17 @@ class DecoderState:
 
 
 # --- encoder ---------------------------------------------------------------------------
+def _pack(emb: Tensor, src_len: Tensor) -> PackedSequence:
+    """``pack_padded_sequence(emb, src_len, batch_first=True, enforce_sorted=False)``, the same
+    packing, without its host sync on a GPU: the lengths are sorted on the CPU (where
+    :class:`~seq2seq.batching.Batch` keeps them) and the order is copied over non-blocking
+    (PyTorch's own copies it blocking)."""
+    lengths, order = torch.sort(src_len.cpu(), descending=True)
+    order = order.to(emb.device, non_blocking=True)
+    sorted_packed = pack_padded_sequence(emb.index_select(0, order), lengths, batch_first=True, enforce_sorted=True)
+    return PackedSequence(sorted_packed.data, sorted_packed.batch_sizes, order)  # unsorted order: on the device
+
+
 class Encoder(nn.Module):
     """RNN over the embedded source; a bidirectional one's two directions joined to size H."""
 
@@ -95,7 +106,7 @@ class Encoder(nn.Module):
             ``(B, S, H)`` (zero at padding) or None.
         """
         S = emb.shape[1]
-        packed = pack_padded_sequence(emb, src_len.cpu(), batch_first=True, enforce_sorted=False)
+        packed = _pack(emb, src_len)
         out_packed, final = self.rnn(packed)
         h, c = final if isinstance(final, tuple) else (final, None)  # (L*dirs, B, H)
         if self.bridge is not None:

@@ -50,3 +50,23 @@ def test_all_padding_is_zero_loss_and_zero_gradient() -> None:
     loss.backward()
     assert float(loss.detach()) == 0.0
     assert logits.grad is not None and float(logits.grad.abs().max()) == 0.0
+
+
+def test_one_block_as_on_a_gpu_equals_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the rows are one block (every block costs kernel launches); run that path here."""
+    from seq2seq import loss
+
+    chunks = loss._chunks
+    assert chunks(torch.empty(130, 5, device="meta")) == [slice(0, 130)]  # not the CPU: one block
+    assert len(chunks(torch.empty(130, 5))) == 3
+    monkeypatch.setattr(loss, "_chunks", lambda logits, size=64: [slice(0, logits.shape[0])])
+    torch.manual_seed(1)
+    logits = (torch.randn(130, 2, 37) * 4).requires_grad_()
+    target = torch.randint(0, 37, (130, 2))
+    target[::3, 1] = PAD
+    want = reference(logits, target, 0.1)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    got = sequence_loss(logits, target, 0.1)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-6)
