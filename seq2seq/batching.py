@@ -91,26 +91,31 @@ def reverse_source(ids: list[int]) -> list[int]:
     return ids[::-1]
 
 
-def pad_sequences(seqs: Sequence[list[int]], pad: int = PAD) -> tuple[Tensor, Tensor]:
-    """Right-pad ``seqs`` with ``pad``: a ``(B, L)`` long tensor and the ``(B,)`` lengths."""
+def pad_sequences(seqs: Sequence[list[int]], pad: int = PAD, multiple: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad ``seqs`` with ``pad``: a ``(B, L)`` long tensor and the ``(B,)`` lengths. With
+    ``multiple`` > 0, L is rounded up to a multiple of it (a few static shapes, for CUDA graphs)."""
     lengths = [len(s) for s in seqs]
     width = max(lengths, default=0)
+    if multiple > 0:
+        width = -(-width // multiple) * multiple
     padded = [s + [pad] * (width - n) for s, n in zip(seqs, lengths)]
     # numpy converts nested int lists about 3x faster than torch.tensor does
     out = torch.from_numpy(np.array(padded, dtype=np.int64).reshape(len(seqs), width))  # (B, L)
     return out, torch.tensor(lengths, dtype=torch.long)  # (B, L), (B,)
 
 
-def collate(examples: Sequence[Example], indices: Sequence[int], reverse: bool) -> Batch:
-    """Build a :class:`Batch` from examples; ``indices`` are their positions, kept in ``index``."""
+def collate(examples: Sequence[Example], indices: Sequence[int], reverse: bool, pad_multiple: int = 0) -> Batch:
+    """Build a :class:`Batch` from examples; ``indices`` are their positions, kept in ``index``.
+    ``pad_multiple``: source and target widths rounded up to a multiple of it (``train.pad_multiple``);
+    the extra columns are padding, which the encoder's packing and the loss ignore."""
     if len(examples) != len(indices):
         raise ValueError(f"collate: {len(examples)} examples but {len(indices)} indices")
     srcs = [reverse_source(s) if reverse else s for s, _ in examples]
     if any(not s for s in srcs):
         raise ValueError("collate: empty source sentence (filter with encode_pairs)")
-    src, src_len = pad_sequences(srcs)  # (B, S), (B,)
-    tgt_in, _ = pad_sequences([[BOS, *t] for _, t in examples])  # (B, T), (B,)
-    tgt_out, _ = pad_sequences([[*t, EOS] for _, t in examples])  # (B, T)
+    src, src_len = pad_sequences(srcs, multiple=pad_multiple)  # (B, S), (B,)
+    tgt_in, _ = pad_sequences([[BOS, *t] for _, t in examples], multiple=pad_multiple)  # (B, T), (B,)
+    tgt_out, _ = pad_sequences([[*t, EOS] for _, t in examples], multiple=pad_multiple)  # (B, T)
     return Batch(src=src, src_len=src_len, tgt_in=tgt_in, tgt_out=tgt_out,
                  index=torch.tensor(list(indices), dtype=torch.long),  # (B,)
                  num_tgt_tokens=sum(len(t) for _, t in examples) + len(examples))
@@ -183,11 +188,11 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
 
 
 def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: int = 0, reverse: bool,
-                 shuffle: bool, seed: int = 0) -> list[Batch]:
+                 shuffle: bool, seed: int = 0, pad_multiple: int = 0) -> list[Batch]:
     """Length-bucketed batches covering every example exactly once (cut by :func:`batch_cuts`)."""
     cuts = batch_cuts([len(s) for s, _ in examples], [len(t) for _, t in examples], batch_size=batch_size,
                       max_tokens=max_tokens, shuffle=shuffle, seed=seed)
-    return [collate([examples[i] for i in cut], cut, reverse) for cut in cuts]
+    return [collate([examples[i] for i in cut], cut, reverse, pad_multiple) for cut in cuts]
 
 
 # --- an epoch of training batches, for one rank of ``world`` ---------------------------------
@@ -204,7 +209,7 @@ def shard(cut: Sequence[int], rank: int, world: int) -> list[int]:
 
 
 def epoch_batches(chunks: Iterable[Chunk], *, batch_size: int, max_tokens: int = 0, reverse: bool,
-                  rank: int = 0, world: int = 1, skip: int = 0) -> Iterator[Batch]:
+                  rank: int = 0, world: int = 1, skip: int = 0, pad_multiple: int = 0) -> Iterator[Batch]:
     """This rank's training batches for one epoch, collated one at a time as they are needed.
 
     Each chunk ``(examples, ids, seed)`` is cut as ``make_batches(shuffle=True, seed=seed)``
@@ -229,4 +234,4 @@ def epoch_batches(chunks: Iterable[Chunk], *, batch_size: int, max_tokens: int =
             if done <= skip:
                 continue
             mine = shard(cut, rank, world)
-            yield collate([examples[i] for i in mine], [ids[i] for i in mine], reverse)
+            yield collate([examples[i] for i in mine], [ids[i] for i in mine], reverse, pad_multiple)

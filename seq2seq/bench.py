@@ -195,7 +195,8 @@ def bench_batches(cfg: Config, data: Data, n: int) -> list[Batch]:
     if not data.train:
         raise TrainError("bench: no training pairs in memory (a data.prepared store is not supported here)")
     epoch = make_batches(data.train, batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
-                         reverse=cfg.data.reverse_source, shuffle=True, seed=cfg.train.seed * 1000)
+                         reverse=cfg.data.reverse_source, shuffle=True, seed=cfg.train.seed * 1000,
+                         pad_multiple=cfg.train.pad_multiple)
     return [epoch[i % len(epoch)] for i in range(n)]
 
 

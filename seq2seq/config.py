@@ -163,6 +163,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 128  # sentences per batch (used when max_tokens is 0)
     max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
+    pad_multiple: int = 0  # round training batches' widths up to a multiple of N (static shapes); 0: off
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: Literal["adam", "sgd"] = "adam"  # sgd: plain SGD, no momentum (e.g. to see gradients explode)
@@ -209,7 +210,7 @@ class TrainConfig:
                f"must be in [0, 1), got {self.label_smoothing}")
         _check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
         for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples", "save_every",
-                     "save_every_minutes", "keep_checkpoints"):
+                     "pad_multiple", "save_every_minutes", "keep_checkpoints"):
             v = getattr(self, name)
             _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")

@@ -521,7 +521,7 @@ class Trainer:
         batches = epoch_batches(train_chunks(self.data, seed=cfg.train.seed * 1000 + p.epoch),
                                 batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
                                 reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
-                                skip=p.batch_in_epoch)
+                                skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple)
         epoch_steps = steps_per_epoch(self.data, cfg, world)
         total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
         bar = _progress_bar(cfg, epoch_steps, p) if world.is_main else None

@@ -211,3 +211,32 @@ def test_to_a_device_keeps_the_source_lengths_on_the_cpu() -> None:
     assert moved.src.device.type == moved.tgt_in.device.type == moved.tgt_out.device.type == "meta"
     assert moved.src_len.device.type == "cpu" and moved.src_len.tolist() == [3, 2]
     assert moved.num_tgt_tokens == b.num_tgt_tokens
+
+
+def test_pad_multiple_gives_static_widths_and_the_same_loss_and_gradients() -> None:
+    """``train.pad_multiple`` (static shapes for CUDA graphs, issue 14): widths become
+    multiples of N; the extra columns are padding, so the loss and every gradient equal those
+    of the tight batch (up to float summation order)."""
+    from seq2seq.config import ModelConfig
+    from seq2seq.loss import sequence_loss
+    from seq2seq.model import build_model
+
+    rng = random.Random(0)
+    examples = [([rng.randrange(4, 30) for _ in range(rng.randint(1, 11))],
+                 [rng.randrange(4, 30) for _ in range(rng.randint(1, 9))]) for _ in range(12)]
+    tight = collate(examples, range(12), reverse=True)
+    padded = collate(examples, range(12), reverse=True, pad_multiple=8)
+    assert padded.src.shape[1] % 8 == 0 and padded.tgt_in.shape[1] % 8 == 0
+    assert padded.src.shape[1] > tight.src.shape[1] or tight.src.shape[1] % 8 == 0
+    assert torch.equal(padded.src_len, tight.src_len) and padded.num_tgt_tokens == tight.num_tgt_tokens
+    for attention in ("none", "luong"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(embed_dim=8, hidden_dim=16, num_layers=2, attention=attention), 30, 30)
+        results = []
+        for b in (tight, padded):
+            loss = sequence_loss(model(b.src, b.src_len, b.tgt_in), b.tgt_out, 0.1)
+            grads = torch.autograd.grad(loss, list(model.parameters()))
+            results.append((loss, grads))
+        torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+        for g_pad, g_tight in zip(results[1][1], results[0][1]):
+            torch.testing.assert_close(g_pad, g_tight, rtol=1e-4, atol=1e-6)
