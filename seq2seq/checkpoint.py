@@ -258,8 +258,17 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
 def load_trainer(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The resumable training state saved with a ``last/`` checkpoint."""
     ckpt = resolve(path)
-    check_regular_files(ckpt, (TRAINER_TENSORS, TRAINER_JSON))
+    check_regular_files(ckpt, (TRAINER_TENSORS,))
     tensors = load_weights(ckpt / TRAINER_TENSORS)
+    return tensors, trainer_state(ckpt)
+
+
+def trainer_state(path: str | Path) -> dict[str, Any]:
+    """The JSON half of a ``last/`` checkpoint's training state (progress, optimizer layout,
+    RNG), read at a bounded cost; :class:`CheckpointError` naming the file if it is missing,
+    special, too large, too deep or not a JSON object."""
+    ckpt = resolve(path)
+    check_regular_files(ckpt, (TRAINER_JSON,))
     try:
         state = load_json(read_text(ckpt / TRAINER_JSON, MAX_TRAINER_JSON_BYTES))
     except FileNotFoundError:
@@ -268,4 +277,4 @@ def load_trainer(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise CheckpointError(f"{ckpt / TRAINER_JSON}: unreadable ({e})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt / TRAINER_JSON}: must hold a JSON object")
-    return tensors, state
+    return state

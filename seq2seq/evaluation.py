@@ -188,8 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             split = args.split or data.test_split
             if data.source in ("files", "tsv", "jsonl") and Path(data.path).is_dir():  # never write over the corpus
                 corpus = {f"the corpus's {p.name}": p for p in sorted(Path(data.path).glob(f"{glob.escape(split)}.*"))}
-                for option, out in (("--output", args.output), ("--json", args.json)):
-                    check_outputs({option: out}, corpus)
+                check_outputs({"--output": args.output, "--json": args.json}, corpus)
             pairs = load_split(data, split)
             name = f"{data.source}:{split}"
         beam = args.beam or translator.decode.beam_size

@@ -115,8 +115,9 @@ def _check_config(*overrides: str) -> Any:
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
-    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
-    return [(r["step"], r["train/loss"]) for r in records if "train/loss" in r]
+    from .sweep import read_metrics
+
+    return [(r["step"], r["train/loss"]) for r in read_metrics(run) if "train/loss" in r]
 
 
 def check_bf16_fused_training(tmp: Path, device: str = "cuda") -> None:
@@ -250,7 +251,9 @@ def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any
     wall = time.perf_counter() - start
     if not (run / "best").is_dir():
         raise RuntimeError(f"training wrote no checkpoint (exit status {status}); see {log}")
-    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()]
+    from .sweep import read_metrics
+
+    records = read_metrics(run)
     epochs = [r for r in records if "valid/bleu" in r]
     hit = next((r for r in epochs if r["valid/bleu"] >= REFERENCE_BLEU), None)
     tokens = [r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r]

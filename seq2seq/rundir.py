@@ -308,14 +308,15 @@ def _check_param_groups(optimizer: torch.optim.Optimizer, fresh: list[dict[str, 
 
     for i, (group, want) in enumerate(zip(optimizer.param_groups, fresh)):
         for key, default in want.items():
-            if key == "params" or default is None or isinstance(default, bool):  # flags: None, True, False
-                if isinstance(default, bool) and group.get(key) not in (None, True, False):
-                    raise ValueError(f"optimizer param_groups[{i}].{key} has a wrong type or value: "
-                                     f"{str(group.get(key))[:60]}")
+            if key == "params" or default is None:
                 continue
             got = group.get(key)
-            values = got if isinstance(got, (list, tuple)) else [got]
-            if kind(got) != kind(default) or any(type(v) is float and not math.isfinite(v) for v in values):
+            if isinstance(default, bool):  # a flag; older checkpoints hold None for some (fused, foreach)
+                ok = got in (None, True, False)
+            else:
+                values = got if isinstance(got, (list, tuple)) else [got]
+                ok = kind(got) == kind(default) and all(type(v) is not float or math.isfinite(v) for v in values)
+            if not ok:
                 raise ValueError(f"optimizer param_groups[{i}].{key} has a wrong type or value: {str(got)[:60]}")
 
 

@@ -248,9 +248,8 @@ def clean(out: Path) -> None:
 def finished(run_dir: Path, cfg: Config) -> bool:
     """True when ``run_dir/last`` is a completed run (stopped early, or all epochs done)."""
     try:
-        path = checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON
-        progress = Progress.from_dict(load_json(read_text(path, checkpoint.MAX_TRAINER_JSON_BYTES))["progress"])
-    except (checkpoint.CheckpointError, OSError, ValueError, KeyError, TypeError):
+        progress = Progress.from_dict(checkpoint.trainer_state(run_dir / "last")["progress"])
+    except (checkpoint.CheckpointError, ValueError, KeyError):
         return False  # no state, or a damaged one: training (resuming) will say what is wrong
     return progress.done or progress.epoch >= cfg.train.epochs
 
@@ -376,9 +375,8 @@ def summarize(variant: Variant, run_dir: Path, status: str, sweep: Sweep) -> dic
     valid = [r for r in records if "valid/bleu" in r]
     test = evaluate_test(run_dir, sweep)
     try:
-        path = checkpoint.resolve(run_dir / "last") / checkpoint.TRAINER_JSON
-        seconds = float(load_json(read_text(path, checkpoint.MAX_TRAINER_JSON_BYTES))["progress"]["elapsed"])
-    except (checkpoint.CheckpointError, OSError, ValueError, KeyError, TypeError):
+        seconds = float(checkpoint.trainer_state(run_dir / "last")["progress"]["elapsed"])
+    except (checkpoint.CheckpointError, ValueError, KeyError, TypeError):
         seconds = max((r.get("time/seconds", 0.0) for r in valid), default=0.0)
     row: dict[str, Any] = {"variant": variant.name}
     for key in dict.fromkeys(k for v in sweep.variants for k in v.overrides):  # the axes, as configured

@@ -448,11 +448,13 @@ class Trainer:
             f"{describe_precision(cfg.train.bf16, world.device)}, {torch.get_num_threads()} threads", flush=True)
         optimizer = make_optimizer(model, cfg, world.device)
         progress = restore(out, optimizer, reset_optimizer, world.rank) if resume else Progress()
-        if progress.batch_in_epoch > steps_per_epoch(data, cfg, world):  # it would skip the epoch unseen
-            raise checkpoint.CheckpointError(
-                f"{checkpoint.resolve(out / 'last') / checkpoint.TRAINER_JSON}: progress.batch_in_epoch "
-                f"{progress.batch_in_epoch} is past this epoch's {steps_per_epoch(data, cfg, world)} batches "
-                "(resume with the run's own train.batch_size and max_tokens)")
+        if progress.batch_in_epoch:  # resumed mid-epoch: past the epoch's end, the rest would be skipped unseen
+            epoch_steps = steps_per_epoch(data, cfg, world)
+            if progress.batch_in_epoch > epoch_steps:
+                raise checkpoint.CheckpointError(
+                    f"{checkpoint.resolve(out / 'last') / checkpoint.TRAINER_JSON}: progress.batch_in_epoch "
+                    f"{progress.batch_in_epoch} is past this epoch's {epoch_steps} batches "
+                    "(resume with the run's own train.batch_size and max_tokens)")
         if resume and reset_optimizer:  # a fresh schedule; where the run stands in the data is kept
             progress = Progress(epoch=progress.epoch, batch_in_epoch=progress.batch_in_epoch, step=progress.step,
                                 best=progress.best, skipped_steps=progress.skipped_steps,
