@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import check_positive, require_stdout, run_command
-from .parsing import bounded_lines
+from .parsing import ParseError, bounded_lines
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yaml"
 
@@ -66,16 +66,20 @@ def _train_errors() -> tuple[type[BaseException], ...]:
 
 
 # --- translate -------------------------------------------------------------------------
-def _read_lines(stream: Any, warn: Callable[[int, str], None]) -> Iterator[str]:
-    """Lines of a binary stream, split on b'\\n' only; invalid UTF-8 replaced, with a warning."""
-    for i, raw in enumerate(bounded_lines(stream)):
-        raw = raw[:-1] if raw.endswith(b"\n") else raw
-        raw = raw[:-1] if raw.endswith(b"\r") else raw
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            warn(i, f"invalid UTF-8 at byte {e.start}; undecodable bytes replaced")
-            yield raw.decode("utf-8", errors="replace")
+def _read_lines(stream: Any, warn: Callable[[int, str], None], name: str = "standard input") -> Iterator[str]:
+    """Lines of a binary stream (called ``name`` in errors), split on b'\\n' only; invalid UTF-8
+    replaced, with a warning; a line over 1 MiB is an error naming the stream and line."""
+    try:
+        for i, raw in enumerate(bounded_lines(stream)):
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                warn(i, f"invalid UTF-8 at byte {e.start}; undecodable bytes replaced")
+                yield raw.decode("utf-8", errors="replace")
+    except ParseError as e:
+        raise ValueError(f"{name}: {e}") from None
 
 
 def _format(index: int, nbest: list[Any], n: int) -> str:
@@ -145,7 +149,8 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
             # a file is replaced whole at the end (seq2seq.outputs): a failure keeps the old one
             out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
             _translate_stream(translator, src, out, beam, args.nbest, args.chunk,
-                              str(args.output) if args.output else "standard output")
+                              str(args.output) if args.output else "standard output",
+                              f"--input {args.input}" if args.input else "standard input")
         return 0
 
     return run_command(main)
@@ -164,9 +169,9 @@ def _check_decode_options(changes: dict[str, Any]) -> None:
 
 
 def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: int, chunk: int,
-                      out_name: str = "standard output") -> None:
+                      out_name: str = "standard output", src_name: str = "standard input") -> None:
     """Translate ``chunk`` lines at a time so memory stays bounded; write in input order to
-    ``out`` (called ``out_name`` in errors).
+    ``out`` (``out_name`` and ``src_name`` name the two in errors).
 
     Warnings name the 1-based line number of the input.
     """
@@ -193,7 +198,7 @@ def _translate_stream(translator: Any, src: Any, out: TextIO, beam: int, nbest: 
         offset += len(buffer)
         buffer.clear()
 
-    for line in _read_lines(src, read_warn):
+    for line in _read_lines(src, read_warn, src_name):
         buffer.append(line)
         if len(buffer) >= chunk:
             flush()

@@ -256,7 +256,7 @@ def test_translate_input_without_line_ends_is_refused(trained_run: Path, capsys:
         pytest.skip("no /dev/zero here")
     code = quick(lambda: translate_main(["--checkpoint", str(trained_run / "best"), "--input", "/dev/zero"]))
     assert code == 1
-    one_error_line(capsys.readouterr().err, "line 1: longer than 1,048,576 bytes")
+    one_error_line(capsys.readouterr().err, "--input /dev/zero: line 1: longer than 1,048,576 bytes")
 
 
 def test_a_corpus_line_without_end_is_refused(tmp_path: Path, tiny_overrides: tuple[str, ...],
