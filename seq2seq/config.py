@@ -214,6 +214,8 @@ class TrainConfig:
             v = getattr(self, name)
             _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
+        _check(self.sync_free is not True or self.optimizer == "adam", "train.sync_free",
+               "true needs train.optimizer: adam (its fused kernel skips NaN steps on the device)")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
         _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
         _check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")

@@ -735,10 +735,8 @@ class Trainer:
 
 def sync_free(cfg: Config, device: torch.device) -> bool:
     """Whether steps run without a host sync (``train.sync_free``): they need fused Adam, whose
-    kernel can skip a step on the device; ``auto`` is on for CUDA."""
-    if cfg.train.sync_free is True and cfg.train.optimizer != "adam":
-        raise TrainError("train.sync_free: true needs train.optimizer: adam (its fused kernel skips NaN steps "
-                         "on the device)")
+    kernel can skip a step on the device (the config refuses ``true`` with SGD); ``auto`` is on
+    for CUDA."""
     wanted = cfg.train.sync_free is True or (cfg.train.sync_free == "auto" and device.type == "cuda")
     return wanted and cfg.train.optimizer == "adam"
 
