@@ -382,6 +382,10 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), this process is one rank of a data-parallel
     run; every rank calls ``train`` with the same arguments.
     """
+    if cfg.data.task == "lm":  # a language model: the same run directory, a loop of its own
+        from .lm_training import train_lm
+
+        return train_lm(cfg, out, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
     world = distributed.setup(select_device(cfg.train.device))
     try:
         with ExitStack() as held:  # one process trains into a directory: rank 0 holds its lock
