@@ -17,6 +17,7 @@ Main = Callable[[Sequence[str] | None], int]
 COMMANDS = {  # name: one line on what it does
     "train": "train an encoder-decoder RNN translator (as train.py)",
     "translate": "translate one sentence per line, stdin to stdout by default (as translate.py)",
+    "generate": "sample text from an RNN language model (data.task: lm), or score a file with it",
     "evaluate": "translate a test set and score it: BLEU, chrF, exact match, BLEU by source length",
     "download": "fetch a public corpus (Multi30k) into data/, each file checked",
     "prepare": "tokenize a corpus once into a store that training streams from",
@@ -31,6 +32,7 @@ COMMANDS = {  # name: one line on what it does
 
 # where each command's main lives ("module:function"), imported only when it runs
 ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
+           "generate": "generate:main",
            "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
            "plots": "plots:main", "results": "results:main", "average": "average:main",
            "gpu_check": "gpu_check:main"}

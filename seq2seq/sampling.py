@@ -57,5 +57,5 @@ def sample(model: LanguageModel, tok: Tokenizer, *, prompt: str = "", num: int =
     texts = []
     for row in rows:
         ids = row[: row.index(EOS)] if EOS in row else row
-        texts.append(tok.decode(prompt_ids + ids))
+        texts.append(prompt + tok.decode(ids))  # the prompt as given (bytes drawn after it never merge into it)
     return texts

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's "Language model" figures: one training at a time, each under /usr/bin/time -v
+# (peak RSS, wall time), into $RUNS/<name>/ with its log in $RUNS/<name>.log.
+#   RUNS=/work/runs/lm bash docs/bench/lm/run_all.sh [name ...]
+set -u
+RUNS=${RUNS:-runs/lm}
+CHAR=configs/lm_multi30k_en_char.yaml
+BPE=configs/lm_multi30k_en_bpe.yaml
+COMMON="train.progress=false tracking.wandb=disabled"
+declare -A RUN=(
+  [char_rnn]="$CHAR model.cell=rnn"
+  [char_gru]="$CHAR model.cell=gru"
+  [char_lstm]="$CHAR model.cell=lstm"
+  [char_lstm_sentence]="$CHAR train.lm_batching=sentence"
+  [char_lstm_2layer]="$CHAR model.num_layers=2"
+  [char_lstm_2layer_dropout]="$CHAR model.num_layers=2 model.dropout=0.2"
+  [char_lstm_2layer_dropout_tied]="$CHAR model.num_layers=2 model.dropout=0.2 model.tie_embeddings=true"
+  [bpe_lstm]="$BPE"
+  [bpe_lstm_2layer_dropout_tied]="$BPE model.num_layers=2 model.dropout=0.3 model.tie_embeddings=true"
+)
+ORDER=(char_lstm char_rnn char_gru char_lstm_sentence char_lstm_2layer char_lstm_2layer_dropout
+       char_lstm_2layer_dropout_tied bpe_lstm bpe_lstm_2layer_dropout_tied)
+mkdir -p "$RUNS"
+for name in "${@:-${ORDER[@]}}"; do
+  read -r config overrides <<<"${RUN[$name]}"
+  echo "== $name: python train.py --config $config --out $RUNS/$name $overrides $COMMON"
+  echo "start $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
+  /usr/bin/time -v nice -n 5 python train.py --config "$config" --out "$RUNS/$name" --overwrite $overrides $COMMON \
+    > "$RUNS/$name.log" 2>&1
+  grep -E "^done:|Maximum resident|Elapsed \(wall" "$RUNS/$name.log"
+  echo "end $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
+done
