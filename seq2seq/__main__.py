@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 Main = Callable[[Sequence[str] | None], int]
 
 COMMANDS = {  # name: one line on what it does
-    "train": "train an encoder-decoder RNN translator (as train.py)",
+    "train": "train an encoder-decoder RNN translator, or an RNN language model (as train.py)",
     "translate": "translate one sentence per line, stdin to stdout by default (as translate.py)",
-    "generate": "sample text from an RNN language model (data.task: lm), or score a file with it",
     "evaluate": "translate a test set and score it: BLEU, chrF, exact match, BLEU by source length",
     "download": "fetch a public corpus (Multi30k) into data/, each file checked",
     "prepare": "tokenize a corpus once into a store that training streams from",
@@ -27,15 +26,16 @@ COMMANDS = {  # name: one line on what it does
     "results": "score a finished run (valid and test, greedy and beam) into a results JSON",
     "average": "average the weights of a run's last epoch checkpoints (or of any checkpoints) into one",
     "gpu_check": "the prepared GPU check: tests, throughput, the Multi30k recipe and decoding, one report",
+    "generate": "sample text from an RNN language model (data.task: lm), or score a file with it",
+    "ngram": "a Kneser-Ney n-gram baseline on a language model's text: valid and test perplexity",
 }
 
 
 # where each command's main lives ("module:function"), imported only when it runs
 ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
-           "generate": "generate:main",
            "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
            "plots": "plots:main", "results": "results:main", "average": "average:main",
-           "gpu_check": "gpu_check:main"}
+           "gpu_check": "gpu_check:main", "generate": "generate:main", "ngram": "ngram:main"}
 
 
 def command_main(name: str) -> Main:

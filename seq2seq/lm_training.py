@@ -58,6 +58,7 @@ from .lm_data import (
     stream_batches,
     stream_rows,
 )
+from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
 from .loss import sequence_loss
 from .model import DecoderState, count_parameters
 from .rundir import (
@@ -74,7 +75,6 @@ from .rundir import (
 from .sampling import sample
 from .tokenization import PAD
 from .tracking import Tracker, truncate_metrics
-from .training import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
 
 
 def train_lm(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = False,
