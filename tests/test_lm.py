@@ -344,3 +344,27 @@ def test_learns_a_repetitive_text(tmp_path: Path) -> None:
                     tmp_path / "run")
     assert summary["test/ppl_sentence"] < 2.0, summary  # from 28 characters; each sentence's own start is a guess
     shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.smoke
+def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
+    import csv
+
+    from seq2seq.sweep import load_sweep, run_sweep
+
+    corpus = text_corpus(tmp_path / "c")
+    path = tmp_path / "sweep.yaml"
+    overrides = "\n".join(f"  {o.split('=')[0]}: {o.split('=')[1]}" for o in (*TINY, f"data.path={corpus}",
+                                                                              "train.epochs=1"))
+    path.write_text(f"base: {CHAR}\noverrides:\n{overrides}\naxes:\n  model.cell: {{rnn: rnn, lstm: lstm}}\n"
+                    "metric: ppl\n", encoding="utf-8")
+    rows = run_sweep(load_sweep(path), tmp_path / "out")
+    assert [r["variant"] for r in rows] == ["rnn", "lstm"]
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    for row in table:
+        assert float(row["test_ppl"]) > 1 and float(row["valid_bpc"]) > 0 and int(row["params"]) > 0
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="metric: bleu does not fit data.task lm"):
+        path.write_text(path.read_text().replace("metric: ppl", "metric: bleu"), encoding="utf-8")
+        load_sweep(path)
