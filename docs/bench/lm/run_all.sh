@@ -15,11 +15,12 @@ declare -A RUN=(
   [char_lstm_2layer]="$CHAR model.num_layers=2"
   [char_lstm_2layer_dropout]="$CHAR model.num_layers=2 model.dropout=0.2"
   [char_lstm_2layer_dropout_tied]="$CHAR model.num_layers=2 model.dropout=0.2 model.tie_embeddings=true"
+  [char_lstm_512]="$CHAR model.hidden_dim=512 train.epochs=10 train.lr=0.002"
   [bpe_lstm]="$BPE"
   [bpe_lstm_2layer_dropout_tied]="$BPE model.num_layers=2 model.dropout=0.3 model.tie_embeddings=true"
 )
 ORDER=(char_lstm char_rnn char_gru char_lstm_sentence char_lstm_2layer char_lstm_2layer_dropout
-       char_lstm_2layer_dropout_tied bpe_lstm bpe_lstm_2layer_dropout_tied)
+       char_lstm_2layer_dropout_tied bpe_lstm bpe_lstm_2layer_dropout_tied char_lstm_512)
 mkdir -p "$RUNS"
 for name in "${@:-${ORDER[@]}}"; do
   read -r config overrides <<<"${RUN[$name]}"
@@ -29,4 +30,11 @@ for name in "${@:-${ORDER[@]}}"; do
     > "$RUNS/$name.log" 2>&1
   grep -E "^done:|Maximum resident|Elapsed \(wall" "$RUNS/$name.log"
   echo "end $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"
+done
+# the count-based baseline on the same text and tokens
+for cfg_orders in "$CHAR:3 5 7 9" "$BPE:2 3 4 5"; do
+  echo "== python -m seq2seq.ngram --config ${cfg_orders%%:*} --order ${cfg_orders#*:}"
+  # shellcheck disable=SC2086
+  /usr/bin/time -v nice -n 5 python -m seq2seq.ngram --config "${cfg_orders%%:*}" --order ${cfg_orders#*:} 2>&1 \
+    | grep -E "^order|Maximum resident|Elapsed \(wall"
 done
