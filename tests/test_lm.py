@@ -257,6 +257,40 @@ def test_sentence_batching_trains(tmp_path: Path) -> None:
 
 
 @pytest.mark.smoke
+def test_early_stopping_follows_validation_perplexity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      metrics: Any) -> None:
+    """Validation perplexity that stops falling ends the run after train.patience epochs; best/
+    holds the epoch with the lowest one."""
+    from seq2seq import lm_training
+    from seq2seq.training import train
+
+    ppl = iter([5.0, 4.0, 4.5, 4.2, 3.0, 2.0])  # epochs 3 and 4 are no better than epoch 2
+
+    def fake_evaluate(self: Any, split: Any, prefix: str) -> dict[str, float]:
+        value = next(ppl) if prefix == "valid" else 9.0
+        return {f"{prefix}/loss": math.log(value), f"{prefix}/ppl": value, f"{prefix}/bpc": 1.0}
+
+    monkeypatch.setattr(lm_training.LMTrainer, "evaluate", fake_evaluate)
+    summary = train(lm_config(text_corpus(tmp_path / "c"), "train.epochs=6", "train.patience=2"), tmp_path / "run")
+    assert (summary["epoch"], summary["best"]) == (4, 4.0)
+    assert [r["valid/ppl"] for r in metrics(tmp_path / "run") if "valid/ppl" in r] == [5.0, 4.0, 4.5, 4.2]
+
+
+@pytest.mark.smoke
+def test_a_bpe_language_model_trains_and_samples(tmp_path: Path) -> None:
+    from seq2seq.checkpoint import load_lm
+    from seq2seq.training import train
+
+    config = load_config(ROOT / "configs" / "lm_multi30k_en_bpe.yaml",
+                         [*TINY, f"data.path={text_corpus(tmp_path / 'c')}", "data.vocab_size=300", "train.epochs=1"])
+    summary = train(config, tmp_path / "run")
+    assert summary["test/ppl"] > 1 and summary["test/bpc"] > 0
+    loaded = load_lm(tmp_path / "run")
+    assert loaded.tok.kind == "bpe"
+    assert sample(loaded.model, loaded.tok, prompt="a dög", num=2, max_tokens=5)[0].startswith("a dög")
+
+
+@pytest.mark.smoke
 def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                               ) -> None:
     """Interrupted mid-epoch and resumed, the run ends with the weights of an uninterrupted one:
