@@ -148,6 +148,10 @@ class ModelConfig:
     # "hidden", the final hidden state with a zero cell state, as the textbook's decoder does.
     # GRU and tanh RNN have no cell state: both are the same for them.
     decoder_init: Literal["state", "hidden"] = "state"
+    # a language model's checkpoint (data.task: lm, python train.py --config configs/lm_*.yaml):
+    # its embedding, RNN and output layer start the decoder, and its tokenizer is the target's
+    # (seq2seq/lm.py: init_decoder). "": a fresh decoder
+    init_decoder_from: str = ""
 
     def __post_init__(self) -> None:
         _check_finite(self, "model")
@@ -283,6 +287,11 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
+        if self.model.init_decoder_from:
+            _check(self.data.task == "translate", "model.init_decoder_from",
+                   "is for a translator (data.task: translate)")
+            _check(not self.data.joint_vocab and not self.data.prepared, "model.init_decoder_from",
+                   "needs the language model's own target tokenizer: data.joint_vocab and data.prepared must be off")
         if self.data.task == "lm":  # a language model is a decoder without a context to read
             _check(self.data.source == "files", "data.source",
                    f"data.task lm reads text files; must be 'files', got {self.data.source!r}")

@@ -66,3 +66,26 @@ class LanguageModel(nn.Module):
 
 def build_lm(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
     return LanguageModel(cfg, vocab_size)
+
+
+def init_decoder(model: nn.Module, lm: LanguageModel) -> list[str]:
+    """Start a translator's decoder from a language model (``model.init_decoder_from``): every
+    tensor of the LM (``tgt_embed.*``, ``decoder.*``) is copied into the translator's tensor of
+    the same name; where the translator's is wider, as a peeky decoder's RNN input and output
+    layer are (``[input; context]``), into its leading columns, the context's columns left as
+    initialised. -> the names copied. ValueError naming the first tensor that does not fit."""
+    ours = dict(model.named_parameters())
+    copied = []
+    with torch.no_grad():
+        for name, theirs in lm.named_parameters():
+            target = ours.get(name)
+            fits = target is not None and (target.shape == theirs.shape or (
+                target.dim() == 2 and target.shape[0] == theirs.shape[0] and target.shape[1] > theirs.shape[1]))
+            if target is None or not fits:
+                shape = "none" if target is None else tuple(target.shape)
+                raise ValueError(f"model.init_decoder_from: the language model's {name} {tuple(theirs.shape)} does "
+                                 f"not fit this decoder's ({shape}); cell, embed_dim, hidden_dim, num_layers and "
+                                 "tie_embeddings must be the language model's")
+            target[..., : theirs.shape[-1]].copy_(theirs)
+            copied.append(name)
+    return copied

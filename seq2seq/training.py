@@ -49,6 +49,7 @@ from .device import describe as describe_precision
 from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
+from .lm import init_decoder
 from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
 from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
@@ -64,7 +65,7 @@ from .rundir import (
     write_run_config,
 )
 from .store import Store
-from .tokenization import Tokenizer, train_tokenizers
+from .tokenization import Tokenizer, train_tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Alignment, Translator
 
@@ -81,14 +82,18 @@ class Data:
     store: Store | None = None  # with data.prepared: the training split, on disk (``train`` is then empty)
 
 
-def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> Data:
+def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
+                 tgt_tok: Tokenizer | None = None) -> Data:
     """Load the corpus, train (or reuse) tokenizers on the training split, encode, filter;
-    with ``data.prepared``, open the store instead (training examples stay on disk)."""
+    with ``data.prepared``, open the store instead (training examples stay on disk).
+    ``tgt_tok``: the target tokenizer to use (a language model's); only the source's is trained."""
     d = cfg.data
     if d.prepared:
         return _open_store(cfg, tokenizers)
     corpus = load_corpus(d)
     report = list(corpus.report)
+    if tokenizers is None and tgt_tok is not None:
+        tokenizers = (train_tokenizer([s for s, _ in corpus.train], d.tokenizer, d.vocab_size), tgt_tok)
     if tokenizers is None:
         tokenizers = train_tokenizers(corpus.train, d.tokenizer, d.vocab_size, d.joint_vocab)
     src_tok, tgt_tok = tokenizers
@@ -318,12 +323,18 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
         loaded = checkpoint.load(out / "last") if resume else None
-        data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None)  # every rank alike
+        lm = checkpoint.load_lm(cfg.model.init_decoder_from) if cfg.model.init_decoder_from and not resume else None
+        data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None,
+                            lm.tok if lm else None)  # every rank alike
         for line in data.report:
             say(line, flush=True)
         model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
         if loaded is not None:
             model.load_state_dict(loaded.model.state_dict())
+        if lm is not None:  # the decoder starts as the language model (and its tokenizer is the target's)
+            init_decoder(model, lm.model)
+            say(f"decoder: started from the language model {lm.path} ({lm.config.model.cell}, "
+                f"{lm.tok.vocab_size} target tokens)", flush=True)
         model.to(world.device).train()
         net = distributed.replicate(TrainingForward(model), world)  # DDP with several ranks
         if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)

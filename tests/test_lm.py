@@ -402,3 +402,84 @@ def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="metric: bleu does not fit data.task lm"):
         path.write_text(path.read_text().replace("metric: ppl", "metric: bleu"), encoding="utf-8")
         load_sweep(path)
+
+
+# --- a translator's decoder started from a language model (model.init_decoder_from) -------------
+@pytest.mark.parametrize("tie", [False, True])
+def test_init_decoder_copies_the_lm_into_a_peeky_decoder(tie: bool) -> None:
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import build_model
+
+    lm = tiny_model(layers=2, tie=tie)
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
+                                                        "model.num_layers=2", "model.peeky=true",
+                                                        f"model.tie_embeddings={str(tie).lower()}"]).model
+    model = build_model(cfg, 9, 12)
+    copied = init_decoder(model, lm)
+    assert "tgt_embed.weight" in copied and "decoder.rnn.weight_hh_l1" in copied
+    d, e = model.decoder, lm.decoder
+    torch.testing.assert_close(d.rnn.weight_ih_l0[:, :8], e.rnn.weight_ih_l0)  # the embedding's columns
+    torch.testing.assert_close(d.rnn.weight_hh_l0, e.rnn.weight_hh_l0)
+    last = d.pre_output if tie else d.output
+    assert last is not None
+    torch.testing.assert_close(last.weight[:, :32], (e.pre_output if tie else e.output).weight)  # the RNN's columns
+
+
+def test_a_plain_decoder_from_an_lm_computes_the_lm() -> None:
+    """Without peeky and attention, the started decoder is the language model: the same logits
+    from the same state."""
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import DecoderState, build_model
+
+    lm = tiny_model("gru")
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
+                                                        "model.cell=gru", "model.peeky=false"]).model
+    model = build_model(cfg, 9, 12).eval()
+    init_decoder(model, lm)
+    x = torch.randint(4, 12, (3, 7))
+    state = lm.initial_state(3)
+    theirs, _ = lm(x, state)
+    ours, _ = model.decode(x, DecoderState(hidden=state.hidden, cell=None, context=torch.zeros(3, 32)))
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_init_decoder_refuses_a_model_that_does_not_fit() -> None:
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import build_model
+
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=64", "model.embed_dim=8"]).model
+    with pytest.raises(ValueError, match=r"model.init_decoder_from: the language model's .* does not fit"):
+        init_decoder(build_model(cfg, 9, 12), tiny_model())
+
+
+@pytest.mark.parametrize(("config", "overrides", "message"), [
+    ("lm_multi30k_en_char.yaml", [], "model.init_decoder_from: is for a translator"),
+    ("dates.yaml", ["data.joint_vocab=true"], "model.init_decoder_from: needs the language model"),
+])
+def test_init_decoder_from_bad_configs(config: str, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs" / config, [*overrides, "model.init_decoder_from=x"])
+
+
+@pytest.mark.smoke
+def test_a_translator_trains_from_an_lm_decoder(tmp_path: Path) -> None:
+    from seq2seq.checkpoint import load, load_lm
+    from seq2seq.training import train
+
+    rng = random.Random(5)
+    words = {"a": "ein", "dog": "hund", "runs": "läuft", "the": "die", "cat": "katze", "sat": "saß"}
+    pairs = [[rng.choice(list(words)) for _ in range(rng.randint(2, 5))] for _ in range(80)]
+    root = tmp_path / "c"
+    root.mkdir()
+    for split, part in (("train", pairs[:60]), ("val", pairs[60:70]), ("test_2016_flickr", pairs[70:])):
+        (root / f"{split}.en").write_text("".join(" ".join(p) + "\n" for p in part), encoding="utf-8")
+        (root / f"{split}.de").write_text("".join(" ".join(words[w] for w in p) + "\n" for p in part),
+                                          encoding="utf-8")
+    model = ["model.hidden_dim=32", "model.embed_dim=8", "model.num_layers=1", "model.tie_embeddings=true"]
+    train(lm_config(root, *model, "train.epochs=1"), tmp_path / "lm")
+    translator = load_config(ROOT / "configs" / "multi30k_de_en.yaml",
+                             [f"data.path={root}", "data.tokenizer=char", *model, "model.dropout=0",
+                              f"model.init_decoder_from={tmp_path / 'lm'}", "train.epochs=1", "train.progress=false",
+                              "train.bf16=false", "train.batch_size=16", "decode.beam_size=1"])
+    train(translator, tmp_path / "mt")
+    assert load(tmp_path / "mt" / "last").tgt_tok.to_json() == load_lm(tmp_path / "lm").tok.to_json()
