@@ -6,6 +6,8 @@ set -u
 RUNS=${RUNS:-runs/lm}
 CHAR=configs/lm_multi30k_en_char.yaml
 BPE=configs/lm_multi30k_en_bpe.yaml
+MT=configs/multi30k_de_en.yaml
+MT_SMALL="data.vocab_size=4000 model.embed_dim=256 model.hidden_dim=256 model.num_layers=1 model.tie_embeddings=false model.dropout=0.2 train.epochs=2"
 COMMON="train.progress=false tracking.wandb=disabled"
 declare -A RUN=(
   [char_rnn]="$CHAR model.cell=rnn"
@@ -23,12 +25,14 @@ declare -A RUN=(
   [bpe_lstm_2layer_dropout]="$BPE model.num_layers=2 model.dropout=0.3"
   [bpe_lstm_2layer_dropout_tied]="$BPE model.num_layers=2 model.dropout=0.3 model.tie_embeddings=true"
   [bpe_lstm_8ep]="$BPE train.epochs=8"
+  [mt_fresh]="$MT $MT_SMALL"
+  [mt_from_lm]="$MT $MT_SMALL model.init_decoder_from=$RUNS/bpe_lstm_8ep"
   [bpe_lstm_2layer_dropout_tied_8ep]="$BPE model.num_layers=2 model.dropout=0.3 model.tie_embeddings=true train.epochs=8"
 )
 ORDER=(char_lstm char_rnn char_gru char_lstm_sentence char_lstm_2layer char_lstm_2layer_dropout
        char_lstm_2layer_dropout_tied bpe_lstm bpe_lstm_2layer_dropout_tied
        char_lstm_2layer_dropout_tied_8ep bpe_lstm_2layer bpe_lstm_2layer_dropout ngram char_lstm_tied
-       char_lstm_lr1e-3 bpe_lstm_8ep bpe_lstm_2layer_dropout_tied_8ep)
+       char_lstm_lr1e-3 bpe_lstm_8ep bpe_lstm_2layer_dropout_tied_8ep mt_fresh mt_from_lm)
 mkdir -p "$RUNS"
 ngram() {  # the count-based baseline on the same text and tokens
   for cfg_orders in "$CHAR:3 5 7 9" "$BPE:2 3 4 5"; do
