@@ -67,12 +67,13 @@ class StepGraphs:
         optimizer: the optimizer ``step`` steps (fused Adam for graphs).
         device: where the batches live.
         graphs: capture CUDA graphs (CUDA only); False: every step eager, on the same tensors.
+        warmup: eager steps of each shape before its capture (default :data:`WARMUP`).
     """
 
     def __init__(self, step: StepFn, optimizer: torch.optim.Optimizer, device: torch.device, graphs: bool,
-                 warmup: int = WARMUP) -> None:
+                 warmup: int | None = None) -> None:
         self.step, self.optimizer, self.device = step, optimizer, device
-        self.graphs, self.warmup = graphs, warmup
+        self.graphs, self.warmup = graphs, WARMUP if warmup is None else warmup
         self.inputs: dict[Shape, StaticBatch] = {}
         self.captured: dict[Shape, _Graph] = {}
         self.eager_steps: dict[Shape, int] = {}
