@@ -186,8 +186,113 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
             torch.cuda.set_sync_debug_mode("default")
 
 
+def _graph_runs(device: str, *, graphs: bool, steps: int, bf16: bool = False, dropout: float = 0.0,
+                lr: float = 1e-3, defer: bool = True, repeat_one: bool = False, no_sync_after: int = 0) -> Any:
+    """``steps`` static-shape training steps of a small LSTM on random sentence pairs (several
+    shapes), through :class:`~seq2seq.graphs.StepGraphs` with or without CUDA graphs, from the
+    same initial weights. -> (the steps' mean token losses, the runner). ``repeat_one``: every
+    step on the same batch; ``no_sync_after``: from that step on, under
+    ``torch.cuda.set_sync_debug_mode("error")`` (CUDA; the losses are read at the end)."""
+    import random
+
+    import torch
+
+    from .buckets import DeviceCorpus
+    from .config import ModelConfig
+    from .graphs import StepGraphs
+    from .model import build_model
+    from .training import make_optimizer, static_step
+
+    dev = torch.device(device)
+    rng = random.Random(0)
+    pairs = [([rng.randrange(4, 60) for _ in range(rng.randint(1, 20))],
+              [rng.randrange(4, 60) for _ in range(rng.randint(1, 22))]) for _ in range(600)]
+    corpus = DeviceCorpus(pairs, batch_size=32, max_tokens=0, pad_multiple=8, reverse=True, device=dev)
+    cfg = _check_config(f"train.device={device}", "train.clip_norm=1.0", "train.label_smoothing=0.1")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(embed_dim=16, hidden_dim=32, num_layers=2, dropout=dropout), 60, 60).to(dev)
+    optimizer = make_optimizer(model, cfg, dev)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)
+    runner = StepGraphs(lambda b: static_step(model, b, optimizer, cfg, 1.0, autocast, defer=defer), optimizer, dev,
+                        graphs)
+    plan = list(corpus.epoch(seed=0))  # (bucket, rows on the device)
+    losses = []
+    try:
+        for i in range(steps):
+            bucket, rows = plan[0] if repeat_one else plan[i % len(plan)]
+            if no_sync_after and i == no_sync_after and dev.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            loss, tokens, _, _ = runner(bucket, rows)
+            losses.append((loss / tokens).clone())  # a replay rewrites its outputs in place
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    return [float(x) for x in losses], runner
+
+
+def _graphs_expected(device: str, runner: Any) -> None:
+    """On CUDA every shape met was captured; on the CPU, which cannot capture, the runner fell back."""
+    if device == "cuda":
+        assert runner.failure is None and runner.replaying, runner.failure
+    else:
+        assert runner.failure is not None and not runner.replaying
+
+
+def check_graphs_equal_eager(tmp: Path, device: str = "cuda") -> None:
+    """The whole step in CUDA graphs trains as eager steps do: the same losses over 40 steps of
+    several shapes (fp32 within 1e-4, bf16 autocast within 2e-2, relative), with replays that
+    make no synchronizing CUDA call. On the CPU both runs are eager (capture fails): equal."""
+    from .graphs import WARMUP
+
+    for bf16, tol in ((False, 1e-4), (True, 2e-2)):
+        eager, _ = _graph_runs(device, graphs=False, steps=40, bf16=bf16)
+        graphed, runner = _graph_runs(device, graphs=True, steps=40, bf16=bf16, no_sync_after=30)
+        _graphs_expected(device, runner)
+        assert len(runner.inputs) > 1, runner.inputs  # several shapes
+        if device == "cuda":  # each shape: WARMUP eager steps, then replays
+            assert len(runner.captured) == len(runner.inputs) and set(runner.eager_steps.values()) == {WARMUP}
+        assert all(abs(g - e) <= tol * abs(e) for g, e in zip(graphed, eager)), (bf16, graphed, eager)
+        assert device == "cuda" or graphed == eager
+
+
+def check_graph_fallback(tmp: Path, device: str = "cuda") -> None:
+    """A step a graph cannot hold (here: one that reads the NaN check back to the host, a sync)
+    fails to capture; one warning, and the steps go on eagerly with the eager run's losses."""
+    eager, _ = _graph_runs(device, graphs=False, steps=20, defer=False)
+    graphed, runner = _graph_runs(device, graphs=True, steps=20, defer=False)
+    assert runner.failure is not None and not runner.graphs and not runner.replaying
+    assert all(abs(g - e) <= 1e-4 * abs(e) for g, e in zip(graphed, eager)), (graphed, eager)
+
+
+def check_dropout_advances_per_replay(tmp: Path, device: str = "cuda") -> None:
+    """Dropout in a graph draws new masks at each replay: the same batch, learning rate 0 (the
+    weights stay as they are), and every step's loss differs from the others."""
+    from .graphs import WARMUP
+
+    losses, runner = _graph_runs(device, graphs=True, steps=WARMUP + 6, dropout=0.3, lr=0.0, repeat_one=True)
+    _graphs_expected(device, runner)
+    replays = losses[WARMUP:]
+    assert len(set(replays)) == len(replays), replays
+
+
+def check_graphed_training(tmp: Path, device: str = "cuda") -> None:
+    """train() on static shapes -- on CUDA with the step in CUDA graphs (``auto``) -- learns:
+    finite losses that fall."""
+    from .training import train
+
+    train(_check_config(f"train.device={device}", "train.static_shapes=true"), tmp / "graphs")
+    losses = [x for _, x in _losses(tmp / "graphs")]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+
+
 CUDA_CHECKS = {"bf16_fused_training": check_bf16_fused_training, "resume": check_resume,
-               "greedy_matches_cpu": check_greedy_matches_cpu, "no_sync_in_step": check_no_sync_in_step}
+               "greedy_matches_cpu": check_greedy_matches_cpu, "no_sync_in_step": check_no_sync_in_step,
+               "graphs_equal_eager": check_graphs_equal_eager, "graph_fallback": check_graph_fallback,
+               "dropout_advances_per_replay": check_dropout_advances_per_replay,
+               "graphed_training": check_graphed_training}
 
 
 def cuda_checks(out: Path, device_name: str) -> dict[str, Any]:
