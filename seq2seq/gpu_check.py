@@ -13,7 +13,8 @@ that fails is recorded as failed without stopping the others:
      in a training step (the functions
      tests/test_cuda.py runs under ``pytest -m cuda``; no pytest needed here);
   3. ``train_throughput``: target tokens/s of the recipe's training step at several batch
-     sizes (``python -m seq2seq.bench``'s step loop);
+     sizes, eager (``python -m seq2seq.bench``'s step loop), on static shapes, and with each
+     shape's step in a CUDA graph, the last against the graph ceiling (:data:`GRAPH_CEILING`);
   4. ``recipe``: ``train.py --config configs/multi30k_de_en.yaml`` to its end (a subprocess
      with a time limit; SIGTERM saves ``last/``), the time at which validation BLEU first
      reaches the reference 22.6, and test BLEU greedy / beam 5;
@@ -44,11 +45,15 @@ RECIPE = "configs/multi30k_de_en.yaml"
 REFERENCE_BLEU = 22.6  # ../shared/REFERENCE.md: a naive GPU loop reached it in ~100 s
 GOALS = {  # issue 14, on one H100/H200
     "train_tokens_per_s": 1_000_000,
+    "graphed_vs_ceiling": 0.6,  # graphed tokens/s over GRAPH_CEILING, at the worst batch size measured
     "seconds_to_reference_bleu": 20.0,
     "recipe_seconds": 60.0,
     "greedy_sentences_per_s": 20_000,
     "beam5_sentences_per_s": 5_000,
 }
+# The graph ceiling: target tokens/s of a plain script of this model (2 x 512 LSTM, embedding
+# 256, BPE 8k, peeky, bf16) with the whole step in one CUDA graph, on an H100, by batch size.
+GRAPH_CEILING = {128: 705_000, 256: 1_100_000, 512: 1_550_000, 4096: 2_410_000}
 TINY = ("data.source=dates", "data.tokenizer=char", "data.size=400", "model.hidden_dim=32", "model.embed_dim=8",
         "train.epochs=2", "train.log_every=2", "decode.batch_size=64", "train.valid_max_sentences=40",
         "train.batch_size=32")
@@ -319,10 +324,27 @@ def cuda_checks(out: Path, device_name: str) -> dict[str, Any]:
     return {"checks": results}
 
 
+def graph_ceiling(batch_size: int) -> float | None:
+    """:data:`GRAPH_CEILING` at ``batch_size``: measured, or interpolated between the two
+    measured sizes around it (linear in log batch size); None outside them."""
+    sizes = sorted(GRAPH_CEILING)
+    if batch_size in GRAPH_CEILING:
+        return float(GRAPH_CEILING[batch_size])
+    for lo, hi in zip(sizes, sizes[1:]):
+        if lo < batch_size < hi:
+            w = math.log(batch_size / lo) / math.log(hi / lo)
+            return GRAPH_CEILING[lo] + w * (GRAPH_CEILING[hi] - GRAPH_CEILING[lo])
+    return None
+
+
 def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps: int,
                      device_name: str) -> dict[str, Any]:
-    """Target tokens/s of the training step at each batch size (the bench's stand-alone loop)."""
-    from .bench import bench_batches, time_train_steps
+    """Target tokens/s of the training step at each batch size, three ways: ``eager`` (today's
+    batches and packed encoder, the bench's loop), ``static`` (static shapes, eager steps) and
+    ``graphed`` (static shapes, each shape's step in a CUDA graph; on the CPU the capture fails
+    and the steps run eagerly: ``graph_failure`` says why). ``vs_ceiling``: graphed over
+    :func:`graph_ceiling`."""
+    from .bench import bench_batches, time_static_steps, time_train_steps
     from .config import load_config
     from .device import select_device
     from .training import prepare_data
@@ -334,10 +356,22 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
     for size in batch_sizes:
         sized = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}", f"train.batch_size={size}"])
         batches = bench_batches(sized, data, steps + 3)
-        tokens_per_s, peak = time_train_steps(sized, data, batches, 3, 1.0, device)
-        rows.append({"batch_size": size, "tokens_per_s": round(tokens_per_s), "peak_mib": round(peak)})
-        print(f"gpu_check: batch {size}: {tokens_per_s:,.0f} target tokens/s", file=sys.stderr, flush=True)
-    return {"rows": rows, "best_tokens_per_s": max(r["tokens_per_s"] for r in rows)}
+        eager, peak = time_train_steps(sized, data, batches, 3, 1.0, device)
+        static, _, _ = time_static_steps(sized, data, steps, device, graphs=False)
+        graphed, graphed_peak, failure = time_static_steps(sized, data, steps, device, graphs=True)
+        ceiling = graph_ceiling(size)
+        rows.append({"batch_size": size, "tokens_per_s": round(eager), "static_tokens_per_s": round(static),
+                     "graphed_tokens_per_s": round(graphed), "graph_failure": failure,
+                     "ceiling_tokens_per_s": round(ceiling) if ceiling else None,
+                     "vs_ceiling": round(graphed / ceiling, 3) if ceiling else None,
+                     "peak_mib": round(peak), "graphed_peak_mib": round(graphed_peak)})
+        print(f"gpu_check: batch {size}: {eager:,.0f} target tokens/s eager, {static:,.0f} static, "
+              f"{graphed:,.0f} graphed" + (f" (capture failed: {failure})" if failure else ""),
+              file=sys.stderr, flush=True)
+    ratios = [r["vs_ceiling"] for r in rows if r["vs_ceiling"] is not None]
+    best = max(r[k] for r in rows for k in ("tokens_per_s", "static_tokens_per_s", "graphed_tokens_per_s"))
+    return {"rows": rows, "best_tokens_per_s": best,
+            "worst_vs_ceiling": min(ratios) if ratios else None}
 
 
 def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any]:
@@ -405,6 +439,7 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
 
     measured = {
         "train_tokens_per_s": get("train_throughput", "best_tokens_per_s"),
+        "graphed_vs_ceiling": get("train_throughput", "worst_vs_ceiling"),
         "seconds_to_reference_bleu": get("recipe", "seconds_to_reference_bleu"),
         "recipe_seconds": get("recipe", "training_seconds") if get("recipe", "finished") else None,
         "greedy_sentences_per_s": get("decode", "greedy", "sentences_per_s"),
@@ -429,8 +464,18 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {g['goal']:,} | {g['measured'] if g['measured'] is not None else '-'} | {met} |")
     rows = parts.get("train_throughput", {}).get("rows", [])
     if rows:
-        lines += ["", "| batch size | target tokens/s | peak MiB |", "|---|---|---|"]
-        lines += [f"| {r['batch_size']} | {r['tokens_per_s']:,} | {r['peak_mib']} |" for r in rows]
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:,}"
+
+        lines += ["", "Target tokens/s: eager (packed encoder), static shapes (eager), graphed (static shapes, "
+                      "CUDA graphs); the ceiling is a plain script's, whole step graphed, on an H100.", "",
+                  "| batch size | eager | static | graphed | ceiling | graphed / ceiling | peak MiB (eager, graphed) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['batch_size']} | {num(r['tokens_per_s'])} | {num(r.get('static_tokens_per_s'))} | "
+                  f"{num(r.get('graphed_tokens_per_s'))} | {num(r.get('ceiling_tokens_per_s'))} | "
+                  f"{num(r.get('vs_ceiling'))} | {r['peak_mib']}, {r.get('graphed_peak_mib', '-')} |" for r in rows]
+        failures = {r["graph_failure"] for r in rows if r.get("graph_failure")}
+        lines += [f"- graphs gave up: {f}" for f in sorted(failures)]
     rec = parts.get("recipe", {})
     if rec.get("status") == "ok":
         lines += ["", f"Recipe: `{rec['command']}`: {rec['epochs']} epochs, {rec['training_seconds']} s "
