@@ -36,6 +36,7 @@ embedded inputs, so a decoder also serves as an RNN language model. Search uses
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +180,9 @@ def _run_layer(rnn: nn.RNNBase, layer: int, x: Tensor) -> Tensor:
     h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)  # (1, B, H)
     kernel = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}[rnn.mode]
     hx = (h0, h0) if kernel == "lstm" else h0
-    out: Tensor = getattr(torch._VF, kernel)(x, hx, weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
+    with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer of its own where needed
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        out: Tensor = getattr(torch._VF, kernel)(x, hx, weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
     return out
 
 
@@ -206,6 +209,7 @@ def _final_cell(x: Tensor, out: Tensor, lstm: nn.RNNBase, layer: int, real: Tens
     """
     H = out.shape[-1]
     h_prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1)  # (B, S, H): h_{t-1}
+
     def w(name: str) -> Tensor:  # the rows of gates i, f, g (PyTorch's order: i, f, g, o; o is not needed)
         weight: Tensor = getattr(lstm, f"{name}_l{layer}")
         return weight[: 3 * H]

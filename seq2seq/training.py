@@ -375,19 +375,21 @@ class Window:
         return record
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, autocast: Any
              ) -> tuple[dict[str, float], list[tuple[str, str, str]]]:
-    """Validation loss and perplexity (teacher forced), then greedy BLEU, chrF, exact match."""
+    """Validation loss and perplexity (teacher forced; summed on the device, read once), then
+    greedy BLEU, chrF, exact match (``Translator``: length-sorted batches of ``decode.batch_size``)."""
     model.eval()
-    loss, tokens = 0.0, 0
+    summed, tokens = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in make_batches(data.valid, batch_size=cfg.decode.batch_size, reverse=cfg.data.reverse_source,
                               shuffle=False):
-        batch = batch.to(device)
+        batch = batch.to(device, non_blocking=True)
         with autocast:
             logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss += float(sequence_loss(logits, batch.tgt_out))
+        summed += sequence_loss(logits, batch.tgt_out)
         tokens += batch.num_tgt_tokens
+    loss = float(summed)
     pairs = data.valid_pairs[: cfg.train.valid_max_sentences or None]
     translator = Translator(model, data.src_tok, data.tgt_tok, cfg.data, cfg.decode, device)
     with autocast:
