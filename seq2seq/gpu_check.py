@@ -192,12 +192,13 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
 
 
 def _graph_runs(device: str, *, graphs: bool, steps: int, bf16: bool = False, dropout: float = 0.0,
-                lr: float = 1e-3, defer: bool = True, repeat_one: bool = False, no_sync_after: int = 0) -> Any:
-    """``steps`` static-shape training steps of a small LSTM on random sentence pairs (several
+                lr: float = 1e-3, defer: bool = True, repeat_one: bool = False, watch_syncs: bool = False) -> Any:
+    """``steps`` static-shape training steps of a small LSTM on random sentence pairs (three
     shapes), through :class:`~seq2seq.graphs.StepGraphs` with or without CUDA graphs, from the
-    same initial weights. -> (the steps' mean token losses, the runner). ``repeat_one``: every
-    step on the same batch; ``no_sync_after``: from that step on, under
-    ``torch.cuda.set_sync_debug_mode("error")`` (CUDA; the losses are read at the end)."""
+    same initial weights. -> (the steps' mean token losses, the runner, the steps watched).
+    ``repeat_one``: every step on the same batch; ``watch_syncs`` (CUDA): once every shape is
+    captured, the steps run under ``torch.cuda.set_sync_debug_mode("error")`` (the losses are
+    read at the end)."""
     import random
 
     import torch
@@ -223,19 +224,21 @@ def _graph_runs(device: str, *, graphs: bool, steps: int, bf16: bool = False, dr
     runner = StepGraphs(lambda b: static_step(model, b, optimizer, cfg, 1.0, autocast, defer=defer), optimizer, dev,
                         graphs)
     plan = list(corpus.epoch(seed=0))  # (bucket, rows on the device)
-    losses = []
+    losses, watching, watched = [], False, 0
     try:
         for i in range(steps):
             bucket, rows = plan[0] if repeat_one else plan[i % len(plan)]
-            if no_sync_after and i == no_sync_after and dev.type == "cuda":
+            if watch_syncs and dev.type == "cuda" and not watching and len(runner.captured) == len(corpus.buckets):
                 torch.cuda.synchronize()
                 torch.cuda.set_sync_debug_mode("error")
+                watching = True
+            watched += watching
             loss, tokens, _, _ = runner(bucket, rows)
             losses.append((loss / tokens).clone())  # a replay rewrites its outputs in place
     finally:
         if dev.type == "cuda":
             torch.cuda.set_sync_debug_mode("default")
-    return [float(x) for x in losses], runner
+    return [float(x) for x in losses], runner, watched
 
 
 def _graphs_expected(device: str, runner: Any) -> None:
@@ -253,12 +256,13 @@ def check_graphs_equal_eager(tmp: Path, device: str = "cuda") -> None:
     from .graphs import WARMUP
 
     for bf16, tol in ((False, 1e-4), (True, 2e-2)):
-        eager, _ = _graph_runs(device, graphs=False, steps=40, bf16=bf16)
-        graphed, runner = _graph_runs(device, graphs=True, steps=40, bf16=bf16, no_sync_after=30)
+        eager, _, _ = _graph_runs(device, graphs=False, steps=40, bf16=bf16)
+        graphed, runner, watched = _graph_runs(device, graphs=True, steps=40, bf16=bf16, watch_syncs=True)
         _graphs_expected(device, runner)
         assert len(runner.inputs) > 1, runner.inputs  # several shapes
-        if device == "cuda":  # each shape: WARMUP eager steps, then replays
+        if device == "cuda":  # each shape: WARMUP eager steps, then replays, the last ones watched for syncs
             assert len(runner.captured) == len(runner.inputs) and set(runner.eager_steps.values()) == {WARMUP}
+            assert watched >= 5, watched
         assert all(abs(g - e) <= tol * abs(e) for g, e in zip(graphed, eager)), (bf16, graphed, eager)
         assert device == "cuda" or graphed == eager
 
@@ -266,8 +270,8 @@ def check_graphs_equal_eager(tmp: Path, device: str = "cuda") -> None:
 def check_graph_fallback(tmp: Path, device: str = "cuda") -> None:
     """A step a graph cannot hold (here: one that reads the NaN check back to the host, a sync)
     fails to capture; one warning, and the steps go on eagerly with the eager run's losses."""
-    eager, _ = _graph_runs(device, graphs=False, steps=20, defer=False)
-    graphed, runner = _graph_runs(device, graphs=True, steps=20, defer=False)
+    eager, _, _ = _graph_runs(device, graphs=False, steps=20, defer=False)
+    graphed, runner, _ = _graph_runs(device, graphs=True, steps=20, defer=False)
     assert runner.failure is not None and not runner.graphs and not runner.replaying
     assert all(abs(g - e) <= 1e-4 * abs(e) for g, e in zip(graphed, eager)), (graphed, eager)
 
@@ -277,7 +281,7 @@ def check_dropout_advances_per_replay(tmp: Path, device: str = "cuda") -> None:
     weights stay as they are), and every step's loss differs from the others."""
     from .graphs import WARMUP
 
-    losses, runner = _graph_runs(device, graphs=True, steps=WARMUP + 6, dropout=0.3, lr=0.0, repeat_one=True)
+    losses, runner, _ = _graph_runs(device, graphs=True, steps=WARMUP + 6, dropout=0.3, lr=0.0, repeat_one=True)
     _graphs_expected(device, runner)
     replays = losses[WARMUP:]
     assert len(set(replays)) == len(replays), replays
