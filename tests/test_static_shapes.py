@@ -113,13 +113,16 @@ def test_a_token_budget_sets_the_rows_per_shape() -> None:
 
 
 # --- the step ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("attention", ["none", "luong"])
-def test_static_step_equals_train_step_on_the_same_examples(attention: str, tiny_config: Any) -> None:
+@pytest.mark.parametrize(("attention", "tf_ratio"), [("none", 1.0), ("luong", 1.0), ("none", 0.0)])
+def test_static_step_equals_train_step_on_the_same_examples(attention: str, tf_ratio: float,
+                                                            tiny_config: Any) -> None:
     """A bucket's batch (wider than the examples need, filled up with padding rows) takes the
     step ``collate`` + ``train_step`` takes on the same examples: the same summed loss and
     token count, gradient norm, gradients and updated weights (fp32, up to summation order;
     plain SGD, since Adam's first step is about ``lr * sign(gradient)`` and so turns rounding
-    in a near-zero gradient into a step of ``lr``)."""
+    in a near-zero gradient into a step of ``lr``). Scheduled sampling too, at ratio 0 (always
+    the model's own predictions: the batches' random draws differ in number, so no other ratio
+    gives the two the same choices)."""
     cfg = tiny_config("train.clip_norm=1.0", "train.label_smoothing=0.1", "train.optimizer=sgd", "train.lr=0.5")
     examples = random_examples(40, seed=1)
     corpus = DeviceCorpus(examples, batch_size=16, max_tokens=0, pad_multiple=8, reverse=True, device=CPU)
@@ -131,9 +134,9 @@ def test_static_step_equals_train_step_on_the_same_examples(attention: str, tiny
     batch = StaticBatch.empty(bucket.shape, CPU)
     batch.fill(bucket, rows)
     fp32 = torch.autocast("cpu", enabled=False)
-    ours = static_step(model, batch, make_optimizer(model, cfg, CPU), cfg, 1.0, fp32)
+    ours = static_step(model, batch, make_optimizer(model, cfg, CPU), cfg, tf_ratio, fp32)
     theirs = train_step(other, collate([examples[i] for i in real], real, reverse=True),
-                        make_optimizer(other, cfg, CPU), cfg, 1.0, fp32)
+                        make_optimizer(other, cfg, CPU), cfg, tf_ratio, fp32)
     assert ours[1] == theirs[1] == sum(len(examples[i][1]) + 1 for i in real)
     torch.testing.assert_close(ours[0], theirs[0], rtol=1e-6, atol=1e-5)
     torch.testing.assert_close(ours[2], theirs[2], rtol=1e-5, atol=1e-6)
