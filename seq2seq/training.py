@@ -506,7 +506,7 @@ class Trainer:
         defer = sync_free(cfg, world.device)
         if defer:
             say("sync-free steps: NaN/inf steps are skipped on the device and counted at each record", flush=True)
-        graphs = corpus is not None and use_cuda_graphs(cfg, world.device, defer)
+        graphs = use_cuda_graphs(cfg, world, defer, static=corpus is not None)
         if corpus is not None:
             shapes = ", ".join(f"{s.rows}x{s.src}/{s.tgt}" for s in corpus.shapes)
             say(f"static shapes (batch x source/target width): {shapes}; the corpus on {world.device}"
@@ -813,15 +813,21 @@ def use_static_shapes(cfg: Config, world: World) -> bool:
     return setting is True or (setting == "auto" and world.device.type == "cuda" and possible)
 
 
-def use_cuda_graphs(cfg: Config, device: torch.device, defer: bool) -> bool:
+def use_cuda_graphs(cfg: Config, world: World, defer: bool, static: bool) -> bool:
     """Whether each static shape's step is captured in a CUDA graph (``train.cuda_graphs``; the
-    config refuses ``true`` without static shapes, Adam, sync-free steps or teacher forcing 1,
-    or on ``train.device: cpu``): ``auto`` is on for CUDA when all of those hold."""
-    t = cfg.train
-    if t.cuda_graphs is True and device.type != "cuda":
-        raise ConfigError(f"train.cuda_graphs: true needs CUDA; the device is {device.type}")
+    config refuses ``true`` without Adam, sync-free steps or teacher forcing 1, or on
+    ``train.device: cpu``): ``auto`` is on for CUDA when all of those hold and the batches
+    have ``static`` shapes; ``true`` without CUDA or static shapes is an error."""
+    t, device = cfg.train, world.device
+    if t.cuda_graphs is True:
+        if device.type != "cuda":
+            raise ConfigError(f"train.cuda_graphs: true needs CUDA; the device is {device.type}")
+        if not static:
+            raise TrainError(f"train.cuda_graphs: true needs static shapes, which are for one process "
+                             f"(this run has {world.size}); set it to auto or false under torchrun")
+        return True
     fits = t.optimizer == "adam" and defer and t.teacher_forcing == 1.0 and t.teacher_forcing_decay == 0.0
-    return t.cuda_graphs is True or (t.cuda_graphs == "auto" and device.type == "cuda" and fits)
+    return t.cuda_graphs == "auto" and device.type == "cuda" and static and fits
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:

@@ -118,7 +118,7 @@ def test_training_goes_on_when_capture_fails(tmp_path: Path, tiny_config: Any, m
     and the run's records equal those of static shapes without graphs."""
     cfg = tiny_config("train.static_shapes=true", "train.sync_free=true", "train.epochs=1")
     train(cfg, tmp_path / "eager")
-    monkeypatch.setattr(training, "use_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(training, "use_cuda_graphs", lambda *args, **kwargs: True)
     monkeypatch.setattr(graphs, "WARMUP", 1)
     train(cfg, tmp_path / "graphs")
     err = capsys.readouterr().err

@@ -190,9 +190,19 @@ def test_the_cpu_trains_as_before_unless_asked(tiny_config: Any) -> None:
     assert world.device.type == "cpu"
     assert not use_static_shapes(tiny_config(), world)
     assert use_static_shapes(tiny_config("train.static_shapes=true"), world)
-    assert not training.use_cuda_graphs(tiny_config("train.static_shapes=true"), CPU, defer=True)
+    assert not training.use_cuda_graphs(tiny_config("train.static_shapes=true"), world, defer=True, static=True)
     with pytest.raises(ConfigError, match="train.cuda_graphs: true needs CUDA; the device is cpu"):
-        training.use_cuda_graphs(tiny_config("train.cuda_graphs=true"), CPU, defer=True)
+        training.use_cuda_graphs(tiny_config("train.cuda_graphs=true"), world, defer=True, static=False)
+
+
+@pytest.mark.smoke
+def test_cuda_graphs_true_on_a_machine_without_cuda_is_one_line(tmp_path: Path, tiny_overrides: tuple[str, ...],
+                                                                run_script: Any) -> None:
+    """``train.device: auto`` passes the config; the run stops before training, with one line."""
+    done = run_script("train.py", "--config", "configs/dates.yaml", "--out", str(tmp_path / "run"),
+                      *tiny_overrides, "train.cuda_graphs=true")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == "error: train.cuda_graphs: true needs CUDA; the device is cpu"
 
 
 # --- training ------------------------------------------------------------------------------------
