@@ -250,19 +250,20 @@ def _graphs_expected(device: str, runner: Any) -> None:
 
 
 def check_graphs_equal_eager(tmp: Path, device: str = "cuda") -> None:
-    """The whole step in CUDA graphs trains as eager steps do: the same losses over 40 steps of
-    several shapes (fp32 within 1e-4, bf16 autocast within 2e-2, relative), with replays that
-    make no synchronizing CUDA call. On the CPU both runs are eager (capture fails): equal."""
+    """The whole step in CUDA graphs trains as eager steps do: the same losses over 60 steps of
+    three shapes (fp32 within 1e-4, bf16 autocast within 2e-2, relative), with replays that
+    make no synchronizing CUDA call (the steps after the last shape's capture, step 36).
+    On the CPU both runs are eager (capture fails): equal."""
     from .graphs import WARMUP
 
     for bf16, tol in ((False, 1e-4), (True, 2e-2)):
-        eager, _, _ = _graph_runs(device, graphs=False, steps=40, bf16=bf16)
-        graphed, runner, watched = _graph_runs(device, graphs=True, steps=40, bf16=bf16, watch_syncs=True)
+        eager, _, _ = _graph_runs(device, graphs=False, steps=60, bf16=bf16)
+        graphed, runner, watched = _graph_runs(device, graphs=True, steps=60, bf16=bf16, watch_syncs=True)
         _graphs_expected(device, runner)
         assert len(runner.inputs) > 1, runner.inputs  # several shapes
         if device == "cuda":  # each shape: WARMUP eager steps, then replays, the last ones watched for syncs
             assert len(runner.captured) == len(runner.inputs) and set(runner.eager_steps.values()) == {WARMUP}
-            assert watched >= 5, watched
+            assert watched >= 20, watched
         assert all(abs(g - e) <= tol * abs(e) for g, e in zip(graphed, eager)), (bf16, graphed, eager)
         assert device == "cuda" or graphed == eager
 

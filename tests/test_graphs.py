@@ -116,7 +116,7 @@ def test_training_goes_on_when_capture_fails(tmp_path: Path, tiny_config: Any, m
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """train() with graphs asked for (forced on here: the CPU cannot capture): one warning,
     and the run's records equal those of static shapes without graphs."""
-    cfg = tiny_config("train.static_shapes=true", "train.sync_free=true", "train.epochs=1")
+    cfg = tiny_config("train.static_shapes=true", "train.sync_free=true", "train.epochs=1", "train.batch_size=32")
     train(cfg, tmp_path / "eager")
     monkeypatch.setattr(training, "use_cuda_graphs", lambda *args, **kwargs: True)
     monkeypatch.setattr(graphs, "WARMUP", 1)
