@@ -46,20 +46,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(checkpoint: Path, *args: str, timeout: float = 90) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``python -m seq2seq serve`` on a free loopback port: -> (its base URL, the process),
-    once /health answers; stopped (SIGINT, then killed) on exit."""
+def running_server(checkpoint: Path, log: Path, *args: str, timeout: float = 90
+                   ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python -m seq2seq serve`` on a free loopback port, its output in the file ``log``:
+    -> (its base URL, the process), once /health answers; stopped (SIGINT, then killed) on exit."""
     port = free_port()
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", str(checkpoint),
-                             "--port", str(port), "--device", "cpu", *args],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "serve", "--checkpoint", str(checkpoint),
+                                 "--port", str(port), "--device", "cpu", *args],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
+                raise RuntimeError(f"the server exited with {proc.returncode}: {log.read_text(errors='replace')}")
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                     if r.status == 200:
