@@ -29,7 +29,7 @@ function showError(message) {
 async function loadModel() {
   const response = await fetch("/v1/model");
   model = await response.json();
-  $("languages").textContent = `${model.source_language} → ${model.target_language}`;
+  $("languages").textContent = `${model.corpus}: ${model.source_language} → ${model.target_language}`;
   const c = model.checkpoint;
   $("model").textContent = `checkpoint ${c.name} (weights ${c.weights_sha256.slice(0, 12)}), ` +
     `${model.config.model.cell}, ${model.attention ? "Luong attention" : "no attention"}`;
@@ -41,19 +41,22 @@ async function loadModel() {
   $("source").maxLength = model.limits.max_chars;
 }
 
+// a piece as a label: whitespace made visible (a space is a piece of its own at character level)
+const label = (piece) => (piece.trim() ? piece : piece.replace(/ /g, "␣") || "∅");
+
 function showHeatmap(a) {
   const table = $("heatmap");
   table.replaceChildren();
   if (!a) { $("alignment").hidden = true; return; }
   const head = document.createElement("tr");
   head.append(cell("th", ""));
-  for (const piece of a.source) head.append(cell("th", piece));
+  for (const piece of a.source) head.append(cell("th", label(piece)));
   const thead = document.createElement("thead");
   thead.append(head);
   const tbody = document.createElement("tbody");
   a.target.forEach((piece, t) => {
     const row = document.createElement("tr");
-    row.append(cell("th", piece));
+    row.append(cell("th", label(piece)));
     for (const w of a.weights[t]) {
       const td = document.createElement("td");
       td.style.backgroundColor = viridis(w);
@@ -62,6 +65,7 @@ function showHeatmap(a) {
     }
     tbody.append(row);
   });
+  table.className = a.source.every((p) => p.length <= 1) ? "chars" : "";
   table.append(thead, tbody);
   $("alignment").hidden = false;
 }
