@@ -446,10 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long a request waits for others to share its batch (default 5)")
     p.add_argument("--max-batch", type=int, default=64, help="lines decoded together at most (default 64)")
-    defaults = Limits()
+    helps = {"max_lines": "lines in one request, at most", "max_chars": "characters in one line, at most",
+             "max_body_bytes": "bytes in a request's body, at most", "max_beam": "a request's beam size, at most"}
     for f in dataclasses.fields(Limits):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=getattr(defaults, f.name),
-                       help=f"a request's limit (default {getattr(defaults, f.name)})")
+        default = getattr(Limits(), f.name)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=default,
+                       help=f"{helps[f.name]} (default {default})")
     args = p.parse_args(argv)
 
     def run() -> int:
