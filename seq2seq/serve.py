@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -460,12 +461,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--max-batch must be >= 1 and --max-wait-ms in [0, 10000]")
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be in [0, 65535], got {args.port}")
-        try:
+        try:  # before the checkpoint is loaded
+            import fastapi
             import uvicorn
         except ImportError:
             raise ServeUnavailable(EXTRA_HINT) from None
         translator, info = load(args.checkpoint, args.device)
         app = create_app(translator, info, limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        print(f"serving {info['checkpoint']['name']} (FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__})",
+              file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")
         return 0
 

@@ -219,10 +219,12 @@ def test_a_decoding_failure_answers_500_in_one_line_and_the_server_goes_on(tiny_
 @pytest.mark.smoke
 def test_serve_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn raises ImportError
-    assert serve.main(["--checkpoint", "nowhere"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "pip install '.[serve]'" in err[0]
+    for module in ("uvicorn", "fastapi"):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, module, None)  # import MODULE raises ImportError
+            assert serve.main(["--checkpoint", "nowhere"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "pip install '.[serve]'" in err[0]
     assert serve.main(["--checkpoint", "nowhere", "--max-lines", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: --max-lines must be >= 1, got 0"
 
