@@ -15,8 +15,8 @@ request's fault) or 500 (a decoding failure; the server keeps serving)::
 only) adds each line's alignment: ``weights[t][s]``, output token ``t`` (the last is
 ``</s>``) over source piece ``s`` in reading order, as :meth:`Translator.alignment`.
 
-Dynamic batching (:class:`Batcher`): concurrent requests are gathered for up to
-``--max-wait-ms`` after the oldest arrived, or until ``--max-batch`` lines, and requests
+Dynamic batching (:class:`Batcher`, :class:`Batching`): concurrent requests are gathered for up
+to ``--max-wait-ms`` after the oldest arrived, or until ``--max-batch`` lines, and requests
 asking for the same beam, n-best and attention are decoded as one call of
 :meth:`Translator.translate`, in a worker thread, so the event loop keeps answering. Search
 gives a sentence the same result alone or in a batch, so each line's answer equals what
@@ -39,6 +39,7 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,12 +75,31 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """How the batcher gathers requests (:class:`Batcher`)."""
+
+    max_batch: int = 64  # lines decoded together, at most
+    max_wait_ms: float = 5.0  # how long a request waits for others to share its batch
+    max_queue: int = 4096  # lines waiting to be decoded, at most; a request beyond is answered 503
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.max_queue < 1:
+            raise ValueError(f"--max-batch and --max-queue must be >= 1, got {self.max_batch}, {self.max_queue}")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise ValueError(f"--max-wait-ms must be in [0, 10000], got {self.max_wait_ms}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """What a request asks of search; requests with equal settings share a batch."""
 
     beam: int
     nbest: int
     attention: bool
+
+
+class Busy(RuntimeError):
+    """More lines wait to be decoded than the batcher takes (``max_queue``); answered 503."""
 
 
 class RequestError(Exception):
@@ -177,17 +197,16 @@ class Batcher(Generic[R]):
     ``max_wait_ms`` after the oldest waiting request, or until ``max_batch`` lines wait;
     then the waiting requests (up to ``max_batch`` lines, at least one request) are split
     by settings and each group is one call of ``work``. An exception in ``work`` fails
-    that group's requests only.
+    that group's requests only. At most ``max_queue`` lines wait: a request beyond that
+    is refused at once (:class:`Busy`) rather than queued without bound.
     """
 
-    def __init__(self, work: Callable[[list[str], Settings], list[R]], *, max_batch: int = 64,
-                 max_wait_ms: float = 5.0) -> None:
-        if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_ms >= 0, got {max_batch}, {max_wait_ms}")
+    def __init__(self, work: Callable[[list[str], Settings], list[R]], batching: Batching = Batching()) -> None:
         self.work = work
-        self.max_batch = max_batch
-        self.max_wait = max_wait_ms / 1000
-        self.calls: list[int] = []  # lines in each call of work, for tests and logs
+        self.max_batch = batching.max_batch
+        self.max_wait = batching.max_wait_ms / 1000
+        self.max_queue = batching.max_queue
+        self.calls: deque[int] = deque(maxlen=1000)  # lines in each recent call of work (tests, logs)
         self._waiting: list[_Job[R]] = []
         self._decoding: list[_Job[R]] = []
         self._arrived = asyncio.Event()
@@ -211,6 +230,9 @@ class Batcher(Generic[R]):
         """The results for ``lines``, decoded in the next round."""
         if not lines:
             return []
+        waiting = self._lines_waiting()
+        if waiting + len(lines) > self.max_queue:
+            raise Busy(f"the server is busy ({waiting} lines wait to be decoded); try again later")
         loop = asyncio.get_running_loop()
         job = _Job(lines, settings, loop.time(), loop.create_future())
         self._waiting.append(job)
@@ -331,8 +353,8 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
-def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits(), max_batch: int = 64,
-               max_wait_ms: float = 5.0) -> Any:
+def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits(),
+               batching: Batching = Batching()) -> Any:
     """The FastAPI app serving ``translator`` (``info``: what ``/v1/model`` answers, from :func:`load`)."""
     try:
         from fastapi import FastAPI, Request
@@ -343,8 +365,7 @@ def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits
     except ImportError:
         raise ServeUnavailable(EXTRA_HINT) from None
 
-    batcher: Batcher[dict[str, Any]] = Batcher(translate_work(translator), max_batch=max_batch,
-                                               max_wait_ms=max_wait_ms)
+    batcher: Batcher[dict[str, Any]] = Batcher(translate_work(translator), batching)
     static = resources.files("seq2seq") / "static"
     pages = {route: (static.joinpath(name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
 
@@ -384,8 +405,7 @@ def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits
 
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:
-        return {**info, "limits": dataclasses.asdict(limits), "batching": {"max_batch": max_batch,
-                                                                         "max_wait_ms": max_wait_ms}}
+        return {**info, "limits": dataclasses.asdict(limits), "batching": dataclasses.asdict(batching)}
 
     @app.post("/v1/translate")
     async def translate(request: Request) -> Any:
@@ -397,6 +417,8 @@ def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits
         start = time.perf_counter()
         try:
             answers = await batcher.submit(lines, settings)
+        except Busy as e:
+            return error(503, str(e))
         except Exception as e:
             return error(500, f"translation failed: {_one_line(e)}")
         log.debug("%d lines in %.1f ms", len(lines), 1000 * (time.perf_counter() - start))
@@ -444,21 +466,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a request waits for others to share its batch (default 5)")
-    p.add_argument("--max-batch", type=int, default=64, help="lines decoded together at most (default 64)")
     helps = {"max_lines": "lines in one request, at most", "max_chars": "characters in one line, at most",
-             "max_body_bytes": "bytes in a request's body, at most", "max_beam": "a request's beam size, at most"}
-    for f in dataclasses.fields(Limits):
-        default = getattr(Limits(), f.name)
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=int, default=default,
+             "max_body_bytes": "bytes in a request's body, at most", "max_beam": "a request's beam size, at most",
+             "max_batch": "lines decoded together, at most",
+             "max_wait_ms": "how long a request waits for others to share its batch",
+             "max_queue": "lines waiting to be decoded, at most; a request beyond is answered 503 (busy)"}
+    for f in (*dataclasses.fields(Limits), *dataclasses.fields(Batching)):
+        default = f.default
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
                        help=f"{helps[f.name]} (default {default})")
     args = p.parse_args(argv)
 
     def run() -> int:
         limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
-        if args.max_batch < 1 or not 0 <= args.max_wait_ms <= 10_000:
-            raise ValueError("--max-batch must be >= 1 and --max-wait-ms in [0, 10000]")
+        batching = Batching(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Batching)})
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must be in [0, 65535], got {args.port}")
         try:  # before the checkpoint is loaded
@@ -467,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             raise ServeUnavailable(EXTRA_HINT) from None
         translator, info = load(args.checkpoint, args.device)
-        app = create_app(translator, info, limits=limits, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+        app = create_app(translator, info, limits=limits, batching=batching)
         print(f"serving {info['checkpoint']['name']} (FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__})",
               file=sys.stderr)
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")

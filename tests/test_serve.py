@@ -25,7 +25,7 @@ missing_or_skip(("fastapi", "uvicorn", "httpx"), what="the server's tests")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from seq2seq import serve  # noqa: E402
-from seq2seq.serve import Limits, create_app, load  # noqa: E402
+from seq2seq.serve import Batching, Limits, create_app, load  # noqa: E402
 from seq2seq.training import train  # noqa: E402
 from seq2seq.translation import Translator  # noqa: E402
 
@@ -42,13 +42,13 @@ def attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: 
 
 @pytest.fixture(scope="module")
 def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(*load(tiny_checkpoint, "cpu"), max_wait_ms=100)) as c:
+    with TestClient(create_app(*load(tiny_checkpoint, "cpu"), batching=Batching(max_wait_ms=100))) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def attention_client(attention_checkpoint: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(*load(attention_checkpoint, "cpu"), max_wait_ms=2)) as c:
+    with TestClient(create_app(*load(attention_checkpoint, "cpu"), batching=Batching(max_wait_ms=2))) as c:
         yield c
 
 
@@ -102,7 +102,7 @@ def test_answers_equal_translate_py_under_concurrent_requests(client: TestClient
     before = len(client.app.state.batcher.calls)  # type: ignore[attr-defined]
     with ThreadPoolExecutor(len(SENTENCES)) as pool:
         answers = list(pool.map(ask, SENTENCES))
-    calls = client.app.state.batcher.calls[before:]  # type: ignore[attr-defined]
+    calls = list(client.app.state.batcher.calls)[before:]  # type: ignore[attr-defined]
     assert sum(calls) == len(SENTENCES) and max(calls) > 1  # requests shared a batch
     printed = run_translate(tiny_checkpoint, "--beam", "3", "--nbest", "2", lines=SENTENCES)
     served = [f"{i} ||| {h['text']} ||| {h['score']:.4f}" for i, a in enumerate(answers) for h in a["nbest"]]
@@ -194,6 +194,12 @@ def test_limits_are_configurable_and_other_methods_answer_one_line(tiny_checkpoi
         assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
     with pytest.raises(ValueError, match="--max-lines must be >= 1"):
         Limits(max_lines=0)
+    with TestClient(create_app(*load(tiny_checkpoint, "cpu"), batching=Batching(max_queue=1))) as c:
+        assert c.get("/v1/model").json()["batching"] == {"max_batch": 64, "max_wait_ms": 5.0, "max_queue": 1}
+        r = c.post("/v1/translate", json={"text": ["a", "b"]})  # more lines than may wait: busy, not queued
+        assert r.status_code == 503 and r.json() == {"error": "the server is busy (0 lines wait to be decoded); "
+                                                              "try again later"}
+        assert c.post("/v1/translate", json={"text": ["a"]}).status_code == 200
 
 
 def test_a_decoding_failure_answers_500_in_one_line_and_the_server_goes_on(tiny_checkpoint: Path) -> None:
@@ -206,7 +212,7 @@ def test_a_decoding_failure_answers_500_in_one_line_and_the_server_goes_on(tiny_
         return real(lines, **kw)
 
     translator.translate = flaky
-    with TestClient(create_app(translator, info, max_wait_ms=0)) as c:
+    with TestClient(create_app(translator, info, batching=Batching(max_wait_ms=0))) as c:
         r = c.post("/v1/translate", json={"text": ["boom"]})
         assert r.status_code == 500
         assert r.json() == {"error": "translation failed: CUDA out of memory (pretend)"}

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from seq2seq.serve import Batcher, Settings
+from seq2seq.serve import Batcher, Batching, Busy, Settings
 
 A, B = Settings(beam=1, nbest=1, attention=False), Settings(beam=5, nbest=2, attention=False)
 
@@ -41,7 +41,7 @@ async def _with(batcher: Batcher[tuple[str, int]], *jobs: tuple[list[str], Setti
 def test_concurrent_requests_share_a_call_per_setting_and_get_their_own_results() -> None:
     work = Fake()
     jobs = [(["a", "b"], A), (["c"], B), (["d"], A), (["e", "f"], B), (["g"], A)]
-    results = asyncio.run(_with(Batcher(work, max_batch=64, max_wait_ms=50), *jobs))
+    results = asyncio.run(_with(Batcher(work, Batching(max_batch=64, max_wait_ms=50)), *jobs))
     assert results == [[(x, s.beam) for x in lines] for lines, s in jobs]
     assert sorted((tuple(lines), s.beam) for lines, s in work.calls) == [(("a", "b", "d", "g"), 1),
                                                                            (("c", "e", "f"), 5)]
@@ -51,12 +51,12 @@ def test_concurrent_requests_share_a_call_per_setting_and_get_their_own_results(
 def test_a_round_takes_at_most_max_batch_lines_and_never_splits_a_request() -> None:
     work = Fake()
     jobs = [([f"{i}a", f"{i}b", f"{i}c"], A) for i in range(5)]  # 15 lines, 3 a request
-    results = asyncio.run(_with(Batcher(work, max_batch=7, max_wait_ms=20), *jobs))
+    results = asyncio.run(_with(Batcher(work, Batching(max_batch=7, max_wait_ms=20)), *jobs))
     assert results == [[(x, 1) for x in lines] for lines, _ in jobs]
     assert [len(lines) for lines, _ in work.calls] == [6, 6, 3]
     # a request larger than max_batch still goes, alone
     work = Fake()
-    assert asyncio.run(_with(Batcher(work, max_batch=2, max_wait_ms=0), (["x", "y", "z"], A))) == [
+    assert asyncio.run(_with(Batcher(work, Batching(max_batch=2, max_wait_ms=0)), (["x", "y", "z"], A))) == [
         [("x", 1), ("y", 1), ("z", 1)]]
 
 
@@ -64,7 +64,7 @@ def test_a_failing_call_fails_its_group_only_and_the_next_round_is_served() -> N
     work = Fake()
 
     async def scenario() -> tuple[list[object], list[tuple[str, int]]]:
-        batcher: Batcher[tuple[str, int]] = Batcher(work, max_batch=64, max_wait_ms=30)
+        batcher: Batcher[tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=30))
         batcher.start()
         try:
             first = await asyncio.gather(batcher.submit(["boom"], A), batcher.submit(["ok"], A),
@@ -84,7 +84,7 @@ def test_a_request_whose_client_left_is_not_decoded() -> None:
     work = Fake()
 
     async def scenario() -> list[tuple[str, int]]:
-        batcher: Batcher[tuple[str, int]] = Batcher(work, max_batch=64, max_wait_ms=100)
+        batcher: Batcher[tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=100))
         batcher.start()
         try:
             gone = asyncio.ensure_future(batcher.submit(["gone"], A))
@@ -102,5 +102,16 @@ def test_no_lines_no_call_and_bad_settings_refused() -> None:
     work = Fake()
     assert asyncio.run(_with(Batcher(work), ([], A))) == [[]]
     assert work.calls == []
-    with pytest.raises(ValueError, match="max_batch"):
-        Batcher(work, max_batch=0)
+    with pytest.raises(ValueError, match="--max-batch and --max-queue must be >= 1"):
+        Batching(max_batch=0)
+    with pytest.raises(ValueError, match="--max-wait-ms must be in"):
+        Batching(max_wait_ms=-1)
+
+
+def test_past_max_queue_a_request_is_refused_at_once_and_the_rest_served() -> None:
+    work = Fake()
+    jobs = [(["a", "b"], A), (["c", "d"], A), (["e"], A)]  # 5 lines; 4 may wait
+    results = asyncio.run(_with(Batcher(work, Batching(max_wait_ms=50, max_queue=4)), *jobs))
+    assert results[:2] == [[("a", 1), ("b", 1)], [("c", 1), ("d", 1)]]
+    assert isinstance(results[2], Busy)
+    assert str(results[2]) == "the server is busy (4 lines wait to be decoded); try again later"
