@@ -1,7 +1,8 @@
 """Serve a checkpoint over HTTP: ``python -m seq2seq serve --checkpoint DIR``.
 
 JSON in and out; every error is one line, ``{"error": "..."}``, with a 4xx status (the
-request's fault) or 500 (a decoding failure; the server keeps serving)::
+request's fault), 503 (too many lines already wait) or 500 (a decoding failure; the server
+keeps serving)::
 
     POST /v1/translate  {"text": ["line", ...], "beam": 5, "nbest": 1, "attention": false}
                         -> {"translations": [{"text", "score", "nbest": [{"text", "score"}, ...],
@@ -45,9 +46,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import excerpt, run_command
+
+if TYPE_CHECKING:
+    from .translation import Translator
 
 log = logging.getLogger("seq2seq.serve")
 
@@ -303,7 +307,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load(path: str | Path, device: str = "auto") -> tuple[Any, dict[str, Any]]:
+def load(path: str | Path, device: str = "auto") -> tuple["Translator", dict[str, Any]]:
     """A :class:`~seq2seq.translation.Translator` for the checkpoint at ``path`` and what
     ``/v1/model`` says of it."""
     from . import checkpoint
@@ -324,7 +328,7 @@ def load(path: str | Path, device: str = "auto") -> tuple[Any, dict[str, Any]]:
     return translator, info
 
 
-def translate_work(translator: Any) -> Callable[[list[str], Settings], list[dict[str, Any]]]:
+def translate_work(translator: "Translator") -> Callable[[list[str], Settings], list[dict[str, Any]]]:
     """The batcher's work: lines -> one answer per line, as ``/v1/translate`` gives it."""
 
     def work(lines: list[str], settings: Settings) -> list[dict[str, Any]]:
@@ -353,7 +357,7 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
-def create_app(translator: Any, info: dict[str, Any], *, limits: Limits = Limits(),
+def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits = Limits(),
                batching: Batching = Batching()) -> Any:
     """The FastAPI app serving ``translator`` (``info``: what ``/v1/model`` answers, from :func:`load`)."""
     try:
