@@ -48,8 +48,8 @@ def test_type_a_line_see_translation_nbest_and_heatmap(page_url: str, attention_
     alignment = translator.alignment(SOURCE, beam_size=beam)
     requests: list[str] = []
     problems: list[str] = []
-    # root (CI, containers) cannot use Chromium's sandbox
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    # root (CI, containers) cannot use Chromium's sandbox; a container's /dev/shm may be tiny
+    args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:

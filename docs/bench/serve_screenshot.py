@@ -28,8 +28,8 @@ def main() -> int:
     server = Server(args.checkpoint)
     try:
         with sync_playwright() as pw:
-            sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []
-            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=sandbox)
+            flags = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=flags)
             page = browser.new_page(viewport={"width": 900, "height": 700}, device_scale_factor=1)
             page.goto(server.url)
             page.wait_for_function("document.getElementById('model').textContent.includes('weights')")
