@@ -16,8 +16,8 @@ keeps serving)::
 only) adds each line's alignment: ``weights[t][s]``, output token ``t`` (the last is
 ``</s>``) over source piece ``s`` in reading order, as :meth:`Translator.alignment`.
 
-Dynamic batching (:class:`Batcher`, :class:`Batching`): concurrent requests are gathered for up
-to ``--max-wait-ms`` after the oldest arrived, or until ``--max-batch`` lines, and requests
+Dynamic batching (:mod:`seq2seq.batcher`): concurrent requests are gathered for up to
+``--max-wait-ms`` after the oldest arrived, or until ``--max-batch`` lines, and requests
 asking for the same beam, n-best and attention are decoded as one call of
 :meth:`Translator.translate`, in a worker thread, so the event loop keeps answering. Search
 gives a sentence the same result alone or in a batch, so each line's answer equals what
@@ -32,7 +32,6 @@ extra, imported only when an app is made.
 # no ``from __future__ import annotations``: FastAPI reads the handlers' annotations (``Request``,
 # imported lazily in create_app) as objects
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -40,22 +39,20 @@ import json
 import logging
 import sys
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from .batcher import Batcher, Batching, Busy
 from .errors import excerpt, run_command
 
 if TYPE_CHECKING:
     from .translation import Translator
 
-log = logging.getLogger("seq2seq.serve")
+log = logging.getLogger(__name__)
 
-R = TypeVar("R")
 EXTRA_HINT = "the server needs the [serve] extra: pip install '.[serve]' (FastAPI and uvicorn)"
 
 
@@ -79,31 +76,12 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Batching:
-    """How the batcher gathers requests (:class:`Batcher`)."""
-
-    max_batch: int = 64  # lines decoded together, at most
-    max_wait_ms: float = 5.0  # how long a request waits for others to share its batch
-    max_queue: int = 4096  # lines waiting to be decoded, at most; a request beyond is answered 503
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_queue < 1:
-            raise ValueError(f"--max-batch and --max-queue must be >= 1, got {self.max_batch}, {self.max_queue}")
-        if not 0 <= self.max_wait_ms <= 10_000:
-            raise ValueError(f"--max-wait-ms must be in [0, 10000], got {self.max_wait_ms}")
-
-
-@dataclass(frozen=True)
 class Settings:
-    """What a request asks of search; requests with equal settings share a batch."""
+    """What a request asks of search; requests with equal settings share a batch (the batcher's key)."""
 
     beam: int
     nbest: int
     attention: bool
-
-
-class Busy(RuntimeError):
-    """More lines wait to be decoded than the batcher takes (``max_queue``); answered 503."""
 
 
 class RequestError(Exception):
@@ -182,120 +160,6 @@ def parse_request(body: bytes, limits: Limits, default_beam: int, has_attention:
     return lines, Settings(beam, nbest, attention)
 
 
-# --- dynamic batching -------------------------------------------------------------------
-
-
-@dataclass
-class _Job(Generic[R]):
-    lines: list[str]
-    settings: Settings
-    arrived: float  # loop time
-    future: asyncio.Future[list[R]]
-
-
-class Batcher(Generic[R]):
-    """Gathers concurrent requests and decodes them together.
-
-    ``work(lines, settings)`` gives one result per line, in order; it runs in one worker
-    thread, one call at a time. A round starts when a request arrives and waits until
-    ``max_wait_ms`` after the oldest waiting request, or until ``max_batch`` lines wait;
-    then the waiting requests (up to ``max_batch`` lines, at least one request) are split
-    by settings and each group is one call of ``work``. An exception in ``work`` fails
-    that group's requests only. At most ``max_queue`` lines wait: a request beyond that
-    is refused at once (:class:`Busy`) rather than queued without bound.
-    """
-
-    def __init__(self, work: Callable[[list[str], Settings], list[R]], batching: Batching = Batching()) -> None:
-        self.work = work
-        self.max_batch = batching.max_batch
-        self.max_wait = batching.max_wait_ms / 1000
-        self.max_queue = batching.max_queue
-        self.calls: deque[int] = deque(maxlen=1000)  # lines in each recent call of work (tests, logs)
-        self._waiting: list[_Job[R]] = []
-        self._decoding: list[_Job[R]] = []
-        self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seq2seq-decode")
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="seq2seq-batcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for job in [*self._waiting, *self._decoding]:
-            job.future.cancel()
-        self._waiting.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def submit(self, lines: list[str], settings: Settings) -> list[R]:
-        """The results for ``lines``, decoded in the next round."""
-        if not lines:
-            return []
-        waiting = self._lines_waiting()
-        if waiting + len(lines) > self.max_queue:
-            raise Busy(f"the server is busy ({waiting} lines wait to be decoded); try again later")
-        loop = asyncio.get_running_loop()
-        job = _Job(lines, settings, loop.time(), loop.create_future())
-        self._waiting.append(job)
-        self._arrived.set()
-        return await job.future
-
-    def _lines_waiting(self) -> int:
-        return sum(len(j.lines) for j in self._waiting)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._arrived.wait()
-            self._waiting = [j for j in self._waiting if not j.future.done()]  # a client gone
-            while self._waiting and self._lines_waiting() < self.max_batch:
-                left = self._waiting[0].arrived + self.max_wait - loop.time()
-                if left <= 0:
-                    break
-                self._arrived.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), left)
-            jobs: list[_Job[R]] = []
-            n = 0
-            while self._waiting and (not jobs or n + len(self._waiting[0].lines) <= self.max_batch):
-                jobs.append(self._waiting.pop(0))
-                n += len(jobs[-1].lines)
-            if not self._waiting:
-                self._arrived.clear()
-            groups: dict[Settings, list[_Job[R]]] = {}
-            for job in jobs:
-                groups.setdefault(job.settings, []).append(job)
-            for settings, group in groups.items():
-                await self._decode(loop, settings, [j for j in group if not j.future.done()])
-
-    async def _decode(self, loop: asyncio.AbstractEventLoop, settings: Settings, group: list[_Job[R]]) -> None:
-        if not group:
-            return
-        lines = [line for job in group for line in job.lines]
-        self.calls.append(len(lines))
-        self._decoding = group
-        try:
-            results = await loop.run_in_executor(self._executor, self.work, lines, settings)
-            if len(results) != len(lines):
-                raise RuntimeError(f"{len(lines)} lines in, {len(results)} results out")
-        except Exception as e:  # this group fails; the next round goes on
-            log.exception("decoding %d lines failed", len(lines))
-            for job in group:
-                if not job.future.done():
-                    job.future.set_exception(e)
-            self._decoding = []
-            return
-        start = 0
-        for job in group:
-            if not job.future.done():
-                job.future.set_result(results[start: start + len(job.lines)])
-            start += len(job.lines)
-        self._decoding = []
-
-
 # --- the model -------------------------------------------------------------------------
 
 
@@ -358,7 +222,7 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
 
 
 def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits = Limits(),
-               batching: Batching = Batching()) -> Any:
+               batching: Batching | None = None) -> Any:
     """The FastAPI app serving ``translator`` (``info``: what ``/v1/model`` answers, from :func:`load`)."""
     try:
         from fastapi import FastAPI, Request
@@ -369,7 +233,8 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
     except ImportError:
         raise ServeUnavailable(EXTRA_HINT) from None
 
-    batcher: Batcher[dict[str, Any]] = Batcher(translate_work(translator), batching)
+    batching = batching or Batching()
+    batcher: Batcher[Settings, dict[str, Any]] = Batcher(translate_work(translator), batching)
     static = resources.files("seq2seq") / "static"
     pages = {route: (static.joinpath(name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
 

@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from seq2seq.serve import Batcher, Batching, Busy, Settings
+from seq2seq.batcher import Batcher, Batching, Busy
+from seq2seq.serve import Settings
 
 A, B = Settings(beam=1, nbest=1, attention=False), Settings(beam=5, nbest=2, attention=False)
 
@@ -30,7 +31,7 @@ class Fake:
         return [(line, settings.beam) for line in lines]
 
 
-async def _with(batcher: Batcher[tuple[str, int]], *jobs: tuple[list[str], Settings]) -> list[object]:
+async def _with(batcher: Batcher[Settings, tuple[str, int]], *jobs: tuple[list[str], Settings]) -> list[object]:
     batcher.start()
     try:
         return await asyncio.gather(*(batcher.submit(lines, s) for lines, s in jobs), return_exceptions=True)
@@ -64,7 +65,7 @@ def test_a_failing_call_fails_its_group_only_and_the_next_round_is_served() -> N
     work = Fake()
 
     async def scenario() -> tuple[list[object], list[tuple[str, int]]]:
-        batcher: Batcher[tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=30))
+        batcher: Batcher[Settings, tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=30))
         batcher.start()
         try:
             first = await asyncio.gather(batcher.submit(["boom"], A), batcher.submit(["ok"], A),
@@ -84,7 +85,7 @@ def test_a_request_whose_client_left_is_not_decoded() -> None:
     work = Fake()
 
     async def scenario() -> list[tuple[str, int]]:
-        batcher: Batcher[tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=100))
+        batcher: Batcher[Settings, tuple[str, int]] = Batcher(work, Batching(max_batch=64, max_wait_ms=100))
         batcher.start()
         try:
             gone = asyncio.ensure_future(batcher.submit(["gone"], A))
