@@ -25,6 +25,7 @@ COMMANDS = {  # name: one line on what it does
     "plots": "plots: the encoder's hidden state, an attention heatmap, BLEU by length of several models",
     "results": "score a finished run (valid and test, greedy and beam) into a results JSON",
     "average": "average the weights of a run's last epoch checkpoints (or of any checkpoints) into one",
+    "serve": "serve a checkpoint over HTTP: a translation API with dynamic batching, and a demo page",
     "gpu_check": "the prepared GPU check: tests, throughput, the Multi30k recipe and decoding, one report",
     "generate": "sample text from an RNN language model (data.task: lm), or score a file with it",
     "ngram": "a Kneser-Ney n-gram baseline on a language model's text: valid and test perplexity",
@@ -35,7 +36,7 @@ COMMANDS = {  # name: one line on what it does
 ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
            "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
            "plots": "plots:main", "results": "results:main", "average": "average:main",
-           "gpu_check": "gpu_check:main", "generate": "generate:main", "ngram": "ngram:main"}
+           "serve": "serve:main", "gpu_check": "gpu_check:main", "generate": "generate:main", "ngram": "ngram:main"}
 
 
 def command_main(name: str) -> Main:

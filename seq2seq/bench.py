@@ -220,6 +220,47 @@ def time_train_steps(cfg: Config, data: Data, batches: Sequence[Batch], warmup: 
     return tokens / seconds, peak_memory_mib(device)
 
 
+def time_static_steps(cfg: Config, data: Data, steps: int, device: torch.device, graphs: bool
+                      ) -> tuple[float, float, str | None]:
+    """Target tokens/s of static-shape training steps (:mod:`seq2seq.buckets`, as ``train``
+    takes them with ``train.static_shapes``), eager or each shape's step in a CUDA graph, and
+    peak memory (MiB). Every shape of the epoch is first stepped ``WARMUP + 1`` times (with
+    graphs: its eager warm-up and its capture), outside the timed region; then ``steps``
+    batches of a shuffled epoch (cycled) are timed. -> (tokens/s, peak MiB, why capture failed
+    or None). Real target tokens only, as :func:`time_train_steps` counts them."""
+    from .buckets import DeviceCorpus
+    from .graphs import StepGraphs
+    from .training import static_step
+
+    if not data.train:
+        raise TrainError("bench: no training pairs in memory (a data.prepared store is not supported here)")
+    model, optimizer = fresh_model(cfg, data, device)
+    t = cfg.train
+    corpus = DeviceCorpus(data.train, batch_size=t.batch_size, max_tokens=t.max_tokens, pad_multiple=t.pad_multiple,
+                          reverse=cfg.data.reverse_source, device=device)
+    autocast = device_autocast(t.bf16, device, cache=not graphs)
+    defer = sync_free(cfg, device)
+    runner = StepGraphs(lambda b: static_step(model, b, optimizer, cfg, 1.0, autocast, defer), optimizer, device,
+                        graphs)
+    plan = list(corpus.epoch(seed=t.seed * 1000))
+    reset_peak_memory(device)
+    first: dict[Any, tuple[Any, Any]] = {}
+    for bucket, rows in plan:
+        first.setdefault(bucket.shape, (bucket, rows))
+    for bucket, rows in first.values():
+        for _ in range(runner.warmup + 1):
+            runner(bucket, rows)
+    sync(device)
+    tokens: Any = 0
+    start = time.perf_counter()
+    for i in range(steps):
+        _, n, _, _ = runner(*plan[i % len(plan)])
+        tokens = tokens + n  # a tensor on the device with sync-free steps: no host sync
+    sync(device)
+    seconds = time.perf_counter() - start
+    return int(tokens) / seconds, peak_memory_mib(device), runner.failure
+
+
 # --- time to threshold --------------------------------------------------------------------
 def default_threshold(cfg: Config, quick: bool) -> tuple[str, float]:
     """(metric in metrics.jsonl, threshold): exact match for synthetic tasks, BLEU otherwise."""

@@ -194,6 +194,12 @@ class TrainConfig:
     # no host sync in a step: NaN/inf steps skipped on the device (fused Adam), counted and
     # checked against max_bad_steps at each metrics record; auto = on CUDA with Adam
     sync_free: Literal["auto", True, False] = "auto"
+    # batches of a few fixed shapes, gathered from the corpus kept on the device, and the padded
+    # encoder (seq2seq/buckets.py); auto = on CUDA (one process, data in memory, unidirectional)
+    static_shapes: Literal["auto", True, False] = "auto"
+    # the whole step (forward, backward, clipping, Adam) in a CUDA graph per static shape
+    # (seq2seq/graphs.py); auto = on CUDA with static shapes, Adam, sync-free steps, teacher forcing 1
+    cuda_graphs: Literal["auto", True, False] = "auto"
     log_every: int = 50  # steps between metric records
     save_every: int = 0  # also save last/ every N steps within an epoch (a crash loses at most that); 0: off
     save_every_minutes: float = 10.0  # ... and whenever this much time has passed since the last save; 0: off
@@ -228,6 +234,15 @@ class TrainConfig:
         _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
         _check(self.sync_free is not True or self.optimizer == "adam", "train.sync_free",
                "true needs train.optimizer: adam (its fused kernel skips NaN steps on the device)")
+        if self.cuda_graphs is True:
+            _check(self.device != "cpu", "train.cuda_graphs", "true needs CUDA (train.device is cpu)")
+            _check(self.optimizer == "adam", "train.cuda_graphs",
+                   "true needs train.optimizer: adam (fused, capturable)")
+            _check(self.static_shapes is not False, "train.cuda_graphs", "true needs train.static_shapes: auto or true")
+            _check(self.sync_free is not False, "train.cuda_graphs",
+                   "true needs train.sync_free: auto or true (a graph cannot read a step's outcome back)")
+            _check(self.teacher_forcing == 1.0 and self.teacher_forcing_decay == 0.0, "train.cuda_graphs",
+                   "true needs train.teacher_forcing: 1 and no decay (a graph would keep the first ratio)")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
         _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
         _check(self.bptt >= 1, "train.bptt", f"must be >= 1, got {self.bptt}")
@@ -298,6 +313,12 @@ class Config:
             for key, off in (("peeky", False), ("bidirectional", False), ("attention", "none")):
                 _check(getattr(self.model, key) == off, f"model.{key}",
                        f"a language model has no source to read; set model.{key}: {str(off).lower()}")
+        for key in ("static_shapes", "cuda_graphs"):  # both need static shapes; checks across sections
+            if getattr(self.train, key) is True:
+                _check(not self.data.prepared, f"train.{key}",
+                       "true needs the training data in memory (data.prepared streams it)")
+                _check(not self.model.bidirectional, f"train.{key}",
+                       "true needs a unidirectional encoder (model.bidirectional: true)")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -77,10 +77,11 @@ def use_bf16(setting: Any, device: torch.device) -> bool:
     return bool(setting) and device.type in ("cuda", "cpu")
 
 
-def autocast(setting: Any, device: torch.device) -> AbstractContextManager[Any]:
-    """The autocast context that ``train.bf16`` asks for on ``device`` (a no-op for fp32)."""
+def autocast(setting: Any, device: torch.device, cache: bool = True) -> AbstractContextManager[Any]:
+    """The autocast context that ``train.bf16`` asks for on ``device`` (a no-op for fp32).
+    ``cache=False``: no cache of weights cast to bf16, as a CUDA graph capture needs."""
     if use_bf16(setting, device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return nullcontext()
 
 

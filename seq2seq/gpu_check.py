@@ -13,7 +13,8 @@ that fails is recorded as failed without stopping the others:
      in a training step (the functions
      tests/test_cuda.py runs under ``pytest -m cuda``; no pytest needed here);
   3. ``train_throughput``: target tokens/s of the recipe's training step at several batch
-     sizes (``python -m seq2seq.bench``'s step loop);
+     sizes, eager (``python -m seq2seq.bench``'s step loop), on static shapes, and with each
+     shape's step in a CUDA graph, the last against the graph ceiling (:data:`GRAPH_CEILING`);
   4. ``recipe``: ``train.py --config configs/multi30k_de_en.yaml`` to its end (a subprocess
      with a time limit; SIGTERM saves ``last/``), the time at which validation BLEU first
      reaches the reference 22.6, and test BLEU greedy / beam 5;
@@ -44,11 +45,15 @@ RECIPE = "configs/multi30k_de_en.yaml"
 REFERENCE_BLEU = 22.6  # ../shared/REFERENCE.md: a naive GPU loop reached it in ~100 s
 GOALS = {  # issue 14, on one H100/H200
     "train_tokens_per_s": 1_000_000,
+    "graphed_vs_ceiling": 0.6,  # graphed tokens/s over GRAPH_CEILING, at the worst batch size measured
     "seconds_to_reference_bleu": 20.0,
     "recipe_seconds": 60.0,
     "greedy_sentences_per_s": 20_000,
     "beam5_sentences_per_s": 5_000,
 }
+# The graph ceiling: target tokens/s of a plain script of this model (2 x 512 LSTM, embedding
+# 256, BPE 8k, peeky, bf16) with the whole step in one CUDA graph, on an H100, by batch size.
+GRAPH_CEILING = {128: 705_000, 256: 1_100_000, 512: 1_550_000, 4096: 2_410_000}
 TINY = ("data.source=dates", "data.tokenizer=char", "data.size=400", "model.hidden_dim=32", "model.embed_dim=8",
         "train.epochs=2", "train.log_every=2", "decode.batch_size=64", "train.valid_max_sentences=40",
         "train.batch_size=32")
@@ -186,8 +191,118 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
             torch.cuda.set_sync_debug_mode("default")
 
 
+def _graph_runs(device: str, *, graphs: bool, steps: int, bf16: bool = False, dropout: float = 0.0,
+                lr: float = 1e-3, defer: bool = True, repeat_one: bool = False, watch_syncs: bool = False) -> Any:
+    """``steps`` static-shape training steps of a small LSTM on random sentence pairs (three
+    shapes), through :class:`~seq2seq.graphs.StepGraphs` with or without CUDA graphs, from the
+    same initial weights. -> (the steps' mean token losses, the runner, the steps watched).
+    ``repeat_one``: every step on the same batch; ``watch_syncs`` (CUDA): once every shape is
+    captured, the steps run under ``torch.cuda.set_sync_debug_mode("error")`` (the losses are
+    read at the end)."""
+    import random
+
+    import torch
+
+    from .buckets import DeviceCorpus
+    from .config import ModelConfig
+    from .graphs import StepGraphs
+    from .model import build_model
+    from .training import make_optimizer, static_step
+
+    dev = torch.device(device)
+    rng = random.Random(0)
+    pairs = [([rng.randrange(4, 60) for _ in range(rng.randint(1, 20))],
+              [rng.randrange(4, 60) for _ in range(rng.randint(1, 22))]) for _ in range(600)]
+    corpus = DeviceCorpus(pairs, batch_size=32, max_tokens=0, pad_multiple=8, reverse=True, device=dev)
+    cfg = _check_config(f"train.device={device}", "train.clip_norm=1.0", "train.label_smoothing=0.1")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(embed_dim=16, hidden_dim=32, num_layers=2, dropout=dropout), 60, 60).to(dev)
+    optimizer = make_optimizer(model, cfg, dev)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16, cache_enabled=False)
+    runner = StepGraphs(lambda b: static_step(model, b, optimizer, cfg, 1.0, autocast, defer=defer), optimizer, dev,
+                        graphs)
+    plan = list(corpus.epoch(seed=0))  # (bucket, rows on the device)
+    losses, watching, watched = [], False, 0
+    try:
+        for i in range(steps):
+            bucket, rows = plan[0] if repeat_one else plan[i % len(plan)]
+            if watch_syncs and dev.type == "cuda" and not watching and len(runner.captured) == len(corpus.buckets):
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+                watching = True
+            watched += watching
+            loss, tokens, _, _ = runner(bucket, rows)
+            losses.append((loss / tokens).clone())  # a replay rewrites its outputs in place
+    finally:
+        if dev.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    return [float(x) for x in losses], runner, watched
+
+
+def _graphs_expected(device: str, runner: Any) -> None:
+    """On CUDA every shape met was captured; on the CPU, which cannot capture, the runner fell back."""
+    if device == "cuda":
+        assert runner.failure is None and runner.replaying, runner.failure
+    else:
+        assert runner.failure is not None and not runner.replaying
+
+
+def check_graphs_equal_eager(tmp: Path, device: str = "cuda") -> None:
+    """The whole step in CUDA graphs trains as eager steps do: the same losses over 60 steps of
+    three shapes (fp32 within 1e-4, bf16 autocast within 2e-2, relative), with replays that
+    make no synchronizing CUDA call (the steps after the last shape's capture, step 36).
+    On the CPU both runs are eager (capture fails): equal."""
+    from .graphs import WARMUP
+
+    for bf16, tol in ((False, 1e-4), (True, 2e-2)):
+        eager, _, _ = _graph_runs(device, graphs=False, steps=60, bf16=bf16)
+        graphed, runner, watched = _graph_runs(device, graphs=True, steps=60, bf16=bf16, watch_syncs=True)
+        _graphs_expected(device, runner)
+        assert len(runner.inputs) > 1, runner.inputs  # several shapes
+        if device == "cuda":  # each shape: WARMUP eager steps, then replays, the last ones watched for syncs
+            assert len(runner.captured) == len(runner.inputs) and set(runner.eager_steps.values()) == {WARMUP}
+            assert watched >= 20, watched
+        assert all(abs(g - e) <= tol * abs(e) for g, e in zip(graphed, eager)), (bf16, graphed, eager)
+        assert device == "cuda" or graphed == eager
+
+
+def check_graph_fallback(tmp: Path, device: str = "cuda") -> None:
+    """A step a graph cannot hold (here: one that reads the NaN check back to the host, a sync)
+    fails to capture; one warning, and the steps go on eagerly with the eager run's losses."""
+    eager, _, _ = _graph_runs(device, graphs=False, steps=20, defer=False)
+    graphed, runner, _ = _graph_runs(device, graphs=True, steps=20, defer=False)
+    assert runner.failure is not None and not runner.graphs and not runner.replaying
+    assert all(abs(g - e) <= 1e-4 * abs(e) for g, e in zip(graphed, eager)), (graphed, eager)
+
+
+def check_dropout_advances_per_replay(tmp: Path, device: str = "cuda") -> None:
+    """Dropout in a graph draws new masks at each replay: the same batch, learning rate 0 (the
+    weights stay as they are), and every step's loss differs from the others."""
+    from .graphs import WARMUP
+
+    losses, runner, _ = _graph_runs(device, graphs=True, steps=WARMUP + 6, dropout=0.3, lr=0.0, repeat_one=True)
+    _graphs_expected(device, runner)
+    replays = losses[WARMUP:]
+    assert len(set(replays)) == len(replays), replays
+
+
+def check_graphed_training(tmp: Path, device: str = "cuda") -> None:
+    """train() on static shapes -- on CUDA with the step in CUDA graphs (``auto``) -- learns:
+    finite losses that fall."""
+    from .training import train
+
+    train(_check_config(f"train.device={device}", "train.static_shapes=true"), tmp / "graphs")
+    losses = [x for _, x in _losses(tmp / "graphs")]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+
+
 CUDA_CHECKS = {"bf16_fused_training": check_bf16_fused_training, "resume": check_resume,
-               "greedy_matches_cpu": check_greedy_matches_cpu, "no_sync_in_step": check_no_sync_in_step}
+               "greedy_matches_cpu": check_greedy_matches_cpu, "no_sync_in_step": check_no_sync_in_step,
+               "graphs_equal_eager": check_graphs_equal_eager, "graph_fallback": check_graph_fallback,
+               "dropout_advances_per_replay": check_dropout_advances_per_replay,
+               "graphed_training": check_graphed_training}
 
 
 def cuda_checks(out: Path, device_name: str) -> dict[str, Any]:
@@ -214,10 +329,27 @@ def cuda_checks(out: Path, device_name: str) -> dict[str, Any]:
     return {"checks": results}
 
 
+def graph_ceiling(batch_size: int) -> float | None:
+    """:data:`GRAPH_CEILING` at ``batch_size``: measured, or interpolated between the two
+    measured sizes around it (linear in log batch size); None outside them."""
+    sizes = sorted(GRAPH_CEILING)
+    if batch_size in GRAPH_CEILING:
+        return float(GRAPH_CEILING[batch_size])
+    for lo, hi in zip(sizes, sizes[1:]):
+        if lo < batch_size < hi:
+            w = math.log(batch_size / lo) / math.log(hi / lo)
+            return GRAPH_CEILING[lo] + w * (GRAPH_CEILING[hi] - GRAPH_CEILING[lo])
+    return None
+
+
 def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps: int,
                      device_name: str) -> dict[str, Any]:
-    """Target tokens/s of the training step at each batch size (the bench's stand-alone loop)."""
-    from .bench import bench_batches, time_train_steps
+    """Target tokens/s of the training step at each batch size, three ways: ``eager`` (today's
+    batches and packed encoder, the bench's loop), ``static`` (static shapes, eager steps) and
+    ``graphed`` (static shapes, each shape's step in a CUDA graph; on the CPU the capture fails
+    and the steps run eagerly: ``graph_failure`` says why). ``vs_ceiling``: graphed over
+    :func:`graph_ceiling`."""
+    from .bench import bench_batches, time_static_steps, time_train_steps
     from .config import load_config
     from .device import select_device
     from .training import prepare_data
@@ -225,14 +357,27 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
     cfg = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}"])
     device = select_device(cfg.train.device)
     data = prepare_data(cfg)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    best = 0
     for size in batch_sizes:
         sized = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}", f"train.batch_size={size}"])
         batches = bench_batches(sized, data, steps + 3)
-        tokens_per_s, peak = time_train_steps(sized, data, batches, 3, 1.0, device)
-        rows.append({"batch_size": size, "tokens_per_s": round(tokens_per_s), "peak_mib": round(peak)})
-        print(f"gpu_check: batch {size}: {tokens_per_s:,.0f} target tokens/s", file=sys.stderr, flush=True)
-    return {"rows": rows, "best_tokens_per_s": max(r["tokens_per_s"] for r in rows)}
+        eager, peak = time_train_steps(sized, data, batches, 3, 1.0, device)
+        static, _, _ = time_static_steps(sized, data, steps, device, graphs=False)
+        graphed, graphed_peak, failure = time_static_steps(sized, data, steps, device, graphs=True)
+        ceiling = graph_ceiling(size)
+        best = max(best, round(eager), round(static), round(graphed))
+        rows.append({"batch_size": size, "tokens_per_s": round(eager), "static_tokens_per_s": round(static),
+                     "graphed_tokens_per_s": round(graphed), "graph_failure": failure,
+                     "ceiling_tokens_per_s": round(ceiling) if ceiling else None,
+                     "vs_ceiling": round(graphed / ceiling, 3) if ceiling else None,
+                     "peak_mib": round(peak), "graphed_peak_mib": round(graphed_peak)})
+        print(f"gpu_check: batch {size}: {eager:,.0f} target tokens/s eager, {static:,.0f} static, "
+              f"{graphed:,.0f} graphed" + (f" (capture failed: {failure})" if failure else ""),
+              file=sys.stderr, flush=True)
+    ratios = [r["vs_ceiling"] for r in rows if r["vs_ceiling"] is not None]
+    return {"rows": rows, "best_tokens_per_s": best,
+            "worst_vs_ceiling": min(ratios) if ratios else None}
 
 
 def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any]:
@@ -300,6 +445,7 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
 
     measured = {
         "train_tokens_per_s": get("train_throughput", "best_tokens_per_s"),
+        "graphed_vs_ceiling": get("train_throughput", "worst_vs_ceiling"),
         "seconds_to_reference_bleu": get("recipe", "seconds_to_reference_bleu"),
         "recipe_seconds": get("recipe", "training_seconds") if get("recipe", "finished") else None,
         "greedy_sentences_per_s": get("decode", "greedy", "sentences_per_s"),
@@ -324,8 +470,18 @@ def markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {name} | {g['goal']:,} | {g['measured'] if g['measured'] is not None else '-'} | {met} |")
     rows = parts.get("train_throughput", {}).get("rows", [])
     if rows:
-        lines += ["", "| batch size | target tokens/s | peak MiB |", "|---|---|---|"]
-        lines += [f"| {r['batch_size']} | {r['tokens_per_s']:,} | {r['peak_mib']} |" for r in rows]
+        def num(x: Any) -> str:
+            return "-" if x is None else f"{x:,}"
+
+        lines += ["", "Target tokens/s: eager (packed encoder), static shapes (eager), graphed (static shapes, "
+                      "CUDA graphs); the ceiling is a plain script's, whole step graphed, on an H100.", "",
+                  "| batch size | eager | static | graphed | ceiling | graphed / ceiling | peak MiB (eager, graphed) |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['batch_size']} | {num(r['tokens_per_s'])} | {num(r.get('static_tokens_per_s'))} | "
+                  f"{num(r.get('graphed_tokens_per_s'))} | {num(r.get('ceiling_tokens_per_s'))} | "
+                  f"{num(r.get('vs_ceiling'))} | {r['peak_mib']}, {r.get('graphed_peak_mib', '-')} |" for r in rows]
+        failures = {r["graph_failure"] for r in rows if r.get("graph_failure")}
+        lines += [f"- graphs gave up: {f}" for f in sorted(failures)]
     rec = parts.get("recipe", {})
     if rec.get("status") == "ok":
         lines += ["", f"Recipe: `{rec['command']}`: {rec['epochs']} epochs, {rec['training_seconds']} s "

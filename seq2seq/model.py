@@ -5,7 +5,10 @@ Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``E`` embedding s
 
 Encoder: embedding -> RNN (LSTM, GRU or tanh RNN) over the (optionally reversed, done by
 batching) source, packed so padding never enters the recurrence. The **context vector**
-``c`` is the top layer's final hidden state, ``(B, H)``.
+``c`` is the top layer's final hidden state, ``(B, H)``. Static-shape training (CUDA graphs,
+which cannot capture packing's data-dependent shapes) runs it over the padded source instead
+and reads each row's final state at its length (:meth:`Encoder.forward_padded`): the same
+numbers, for a unidirectional encoder.
 
 Decoder: an RNN over the embedded previous target tokens, started from the encoder's final
 state (an LSTM's hidden and cell states; with ``decoder_init: hidden`` the hidden state and
@@ -33,10 +36,12 @@ embedded inputs, so a decoder also serves as an RNN language model. Search uses
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -119,12 +124,106 @@ class Encoder(nn.Module):
                 memory = self.memory_proj(memory)  # (B, S, H)
         return h, c, memory
 
+    def forward_padded(self, emb: Tensor, src_len: Tensor, *, with_memory: bool
+                       ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """:meth:`forward` without packing: fixed shapes and no host data, so a CUDA graph can
+        capture it. Unidirectional encoders only.
+
+        The source is padded at the end, so a forward RNN reads a row's real tokens first and
+        its state at position ``len - 1`` is the packed run's final state; the padding after it
+        never reaches that state. The layers run one at a time, so that every layer's outputs
+        are at hand: a layer's final hidden state is its output at ``len - 1`` (a gather). An
+        LSTM's final cell state is not an output; it is rebuilt from the gates, which the
+        outputs determine (:func:`_final_cell`).
+
+        Args:
+            emb: embedded source ``(B, S, E)``, padded at the end.
+            src_len: real lengths ``(B,)`` long, each in [1, S], on any device.
+
+        Returns:
+            as :meth:`forward`: hidden ``(L, B, H)``, cell ``(L, B, H)`` (LSTM) or None, and
+            the outputs ``(B, S, H)`` (zero at padding) or None.
+        """
+        if self.bridge is not None:
+            raise ValueError("the padded encoder is for unidirectional encoders (model.bidirectional: false)")
+        B, S, _ = emb.shape
+        rnn = self.rnn
+        last = (src_len.to(emb.device, non_blocking=True) - 1).clamp(0, S - 1)  # (B,) position of the last token
+        real = torch.arange(S, device=emb.device)[None, :] <= last[:, None]  # (B, S) bool
+        x, hs, cs = emb, [], []
+        for layer in range(rnn.num_layers):
+            if layer:
+                x = F.dropout(x, rnn.dropout, self.training)  # as nn.LSTM does between layers
+            out = _run_layer(rnn, layer, x)  # (B, S, H), exact up to len - 1
+            h = out.gather(1, last[:, None, None].expand(B, 1, out.shape[-1])).squeeze(1)  # (B, H)
+            hs.append(h)
+            if isinstance(rnn, nn.LSTM):
+                cs.append(_final_cell(x, out, rnn, layer, real).to(h.dtype))
+            x = out
+        memory = x.masked_fill(~real[:, :, None], 0.0) if with_memory else None  # (B, S, H)
+        return torch.stack(hs), torch.stack(cs) if cs else None, memory  # (L, B, H)
+
     def _join_directions(self, x: Tensor) -> Tensor:
         """(L*2, B, H) forward/backward final states -> (L, B, H) via tanh(W [fwd; bwd])."""
         L2, B, H = x.shape
         x = x.view(L2 // 2, 2, B, H).permute(0, 2, 1, 3).reshape(L2 // 2, B, 2 * H)  # (L, B, 2H)
         assert self.bridge is not None
         return torch.tanh(self.bridge(x))
+
+
+def _run_layer(rnn: nn.RNNBase, layer: int, x: Tensor) -> Tensor:
+    """Layer ``layer`` of ``rnn`` alone over ``x`` ``(B, S, In)`` from a zero state -> its
+    outputs ``(B, S, H)``: the kernel ``rnn`` itself calls (cuDNN on a GPU), with one layer's
+    weights."""
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih", "weight_hh")
+    weights = [getattr(rnn, f"{name}_l{layer}") for name in names]
+    h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)  # (1, B, H)
+    kernel = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}[rnn.mode]
+    hx = (h0, h0) if kernel == "lstm" else h0
+    with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer of its own where needed
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        out: Tensor = getattr(torch._VF, kernel)(x, hx, weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
+    return out
+
+
+def _final_cell(x: Tensor, out: Tensor, lstm: nn.RNNBase, layer: int, real: Tensor) -> Tensor:
+    """An LSTM layer's cell state at position ``last`` of each row, from its input and outputs.
+
+    With ``h_{-1} = 0`` and ``c_{-1} = 0``, the gates at step ``t`` follow from ``x_t`` and
+    ``h_{t-1}`` (both known), and the cell recurrence ``c_t = f_t c_{t-1} + i_t g_t`` unrolls to
+
+        c_last = sum_{k <= last} exp(sum_{k < j <= last} log f_j) * i_k g_k,
+
+    computed for all rows at once (no loop over time; at least fp32). ``exp`` of a sum of ``log f <= 0``
+    never overflows. Gradients reach the weights through the gates and ``out``, as they do
+    through the recurrence.
+
+    Args:
+        x: the layer's input ``(B, S, In)``; out: its outputs ``(B, S, H)``;
+        lstm, layer: the LSTM and the layer (its ``weight_ih`` ``(4H, In)``, ``weight_hh`` ``(4H, H)``,
+            biases ``(4H,)``);
+        real: ``(B, S)`` True at each row's real positions (up to ``last``).
+
+    Returns:
+        ``(B, H)``, fp32 (fp64 for an fp64 model).
+    """
+    H = out.shape[-1]
+    h_prev = torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], dim=1)  # (B, S, H): h_{t-1}
+
+    def w(name: str) -> Tensor:  # the rows of gates i, f, g (PyTorch's order: i, f, g, o; o is not needed)
+        weight: Tensor = getattr(lstm, f"{name}_l{layer}")
+        return weight[: 3 * H]
+
+    acc = torch.promote_types(out.dtype, torch.float32)  # fp32 under bf16 autocast
+    gates = (F.linear(x, w("weight_ih")) + F.linear(h_prev, w("weight_hh"))).to(acc)  # (B, S, 3H)
+    if lstm.bias:
+        gates = gates + (w("bias_ih") + w("bias_hh")).to(acc)
+    i, f, g = gates.chunk(3, dim=-1)  # (B, S, H) each
+    mask = real[:, :, None].to(acc)  # (B, S, 1)
+    log_f = F.logsigmoid(f) * mask  # (B, S, H): 0 past ``last``
+    after = log_f.flip(1).cumsum(1).flip(1)  # (B, S, H): sum_{j >= k} log f_j
+    decay = torch.cat([after[:, 1:], torch.zeros_like(after[:, :1])], dim=1)  # sum_{j > k}: shifted, not subtracted
+    return (torch.exp(decay) * torch.sigmoid(i) * torch.tanh(g) * mask).sum(1)  # (B, H)
 
 
 # --- attention -------------------------------------------------------------------------
@@ -238,12 +337,15 @@ class Seq2Seq(nn.Module):
         self.decoder = Decoder(cfg, tgt_vocab, tie_to=self.tgt_embed if cfg.tie_embeddings else None)
         self._register_load_state_dict_pre_hook(_upgrade_hook)
 
-    def encode(self, src: Tensor, src_len: Tensor) -> DecoderState:
+    def encode(self, src: Tensor, src_len: Tensor, padded: bool = False) -> DecoderState:
         """Encode a batch into the decoder's initial state.
 
         Args:
             src: source ids ``(B, S)`` long, padded with PAD at the end.
             src_len: real lengths ``(B,)`` long, each >= 1.
+            padded: run the encoder over the padded batch (:meth:`Encoder.forward_padded`;
+                static shapes, CUDA graphs) instead of packing it; ``src_len`` may then be
+                on the device.
 
         Returns:
             the state before the first target step: hidden ``(L, B, H)``, cell ``(L, B, H)``
@@ -252,7 +354,9 @@ class Seq2Seq(nn.Module):
         """
         S = src.shape[1]
         attend = self.cfg.attention != "none"
-        h, c, memory = self.encoder(self.dropout(self.src_embed(src)), src_len, with_memory=attend)
+        emb = self.dropout(self.src_embed(src))  # (B, S, E)
+        run = self.encoder.forward_padded if padded else self.encoder
+        h, c, memory = run(emb, src_len, with_memory=attend)
         if c is not None and self.cfg.decoder_init == "hidden":
             c = torch.zeros_like(c)  # the decoder's memory cells start empty; h carries the source
         mask = None
@@ -283,9 +387,10 @@ class Seq2Seq(nn.Module):
         reads each source position of ``src`` ``(B, S)``. Only for ``model.attention: luong``."""
         return self.decoder.alignment(self.dropout(self.tgt_embed(tgt_in)), self.encode(src, src_len))
 
-    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing: src ``(B, S)``, src_len ``(B,)``, tgt_in ``(B, T)`` -> logits ``(B, T, V)``."""
-        logits, _ = self.decode(tgt_in, self.encode(src, src_len))
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor, padded: bool = False) -> Tensor:
+        """Teacher forcing: src ``(B, S)``, src_len ``(B,)``, tgt_in ``(B, T)`` -> logits ``(B, T, V)``.
+        ``padded``: as in :meth:`encode`."""
+        logits, _ = self.decode(tgt_in, self.encode(src, src_len, padded))
         return logits
 
 

@@ -42,13 +42,15 @@ from torch import Tensor, nn
 from . import checkpoint, distributed
 from .average import EPOCHS, epoch_checkpoints
 from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
-from .config import Config
+from .buckets import Bucket, DeviceCorpus, StaticBatch
+from .config import Config, ConfigError
 from .corpus import Pair, load_corpus
 from .device import autocast as device_autocast
 from .device import describe as describe_precision
 from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
+from .graphs import StepGraphs
 from .lm import init_decoder
 from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
 from .loss import sequence_loss
@@ -65,7 +67,7 @@ from .rundir import (
     write_run_config,
 )
 from .store import Store
-from .tokenization import Tokenizer, train_tokenizer, train_tokenizers
+from .tokenization import PAD, Tokenizer, train_tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Alignment, Translator
 
@@ -149,10 +151,12 @@ def teacher_forcing_ratio(epoch: int, cfg: Config) -> float:
         if t.teacher_forcing < 1.0 or t.teacher_forcing_decay > 0 else 1.0
 
 
-def scheduled_sampling_logits(model: Seq2Seq, batch: Batch, ratio: float) -> Tensor:
+def scheduled_sampling_logits(model: Seq2Seq, batch: Batch | StaticBatch, ratio: float, padded: bool = False
+                              ) -> Tensor:
     """Step through time; feed the gold token with probability ``ratio``, else the model's
-    own argmax prediction (scheduled sampling). -> logits (B, T, V)."""
-    state = model.encode(batch.src, batch.src_len)
+    own argmax prediction (scheduled sampling). -> logits (B, T, V). ``padded``: the padded
+    encoder (static shapes)."""
+    state = model.encode(batch.src, batch.src_len, padded)
     prev = batch.tgt_in[:, 0]  # (B,) BOS
     steps = []
     T = batch.tgt_in.shape[1]
@@ -209,8 +213,31 @@ def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, c
         logits = net(batch, tf_ratio)  # (B, T, V)
         loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
     loss_total, tokens = _global_sums(loss_sum, batch.num_tgt_tokens, world)
+    return _update(net, loss_sum, loss_total, tokens, optimizer, cfg, defer, scale=world.size)
+
+
+def static_step(model: Seq2Seq, batch: StaticBatch, optimizer: torch.optim.Optimizer, cfg: Config,
+                tf_ratio: float, autocast: Any, defer: bool = False) -> tuple[Tensor, Any, Tensor, Any]:
+    """:func:`train_step` on a static-shape batch (:mod:`seq2seq.buckets`; one process), with
+    nothing a CUDA graph cannot capture when ``defer``: the padded encoder, and the token count
+    the loss is divided by counted on the device (exact: padding rows are all PAD). The same
+    returns as :func:`train_step`; with ``defer``, the token count is a 0-dim tensor."""
+    with autocast:
+        if tf_ratio >= 1.0:
+            logits = model(batch.src, batch.src_len, batch.tgt_in, padded=True)  # (B, T, V)
+        else:
+            logits = scheduled_sampling_logits(model, batch, tf_ratio, padded=True)  # (B, T, V)
+        loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
+    tokens = (batch.tgt_out != PAD).sum()  # () int64, on the device
+    return _update(model, loss_sum, loss_sum.detach(), tokens, optimizer, cfg, defer)
+
+
+def _update(net: nn.Module, loss_sum: Tensor, loss_total: Tensor, tokens: Any, optimizer: torch.optim.Optimizer,
+            cfg: Config, defer: bool, scale: int = 1) -> tuple[Tensor, Any, Tensor, Any]:
+    """Backward of ``loss_sum / tokens * scale``, clipping, and the optimizer step unless the
+    loss or gradient is NaN/inf (skipped on the device with ``defer``: fused Adam's ``found_inf``)."""
     optimizer.zero_grad(set_to_none=True)
-    (loss_sum / tokens * world.size).backward()
+    (loss_sum / tokens * scale).backward()
     clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
     finite = torch.isfinite(loss_total) & torch.isfinite(norm)  # () bool, on the device
@@ -234,19 +261,21 @@ def _global_sums(loss_sum: Tensor, tokens: int, world: World) -> tuple[Tensor, T
     return sums[0].float(), sums[1].float()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, autocast: Any
              ) -> tuple[dict[str, float], list[tuple[str, str, str]]]:
-    """Validation loss and perplexity (teacher forced), then greedy BLEU, chrF, exact match."""
+    """Validation loss and perplexity (teacher forced; summed on the device, read once), then
+    greedy BLEU, chrF, exact match (``Translator``: length-sorted batches of ``decode.batch_size``)."""
     model.eval()
-    loss, tokens = 0.0, 0
+    summed, tokens = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in make_batches(data.valid, batch_size=cfg.decode.batch_size, reverse=cfg.data.reverse_source,
                               shuffle=False):
-        batch = batch.to(device)
+        batch = batch.to(device, non_blocking=True)
         with autocast:
             logits = model(batch.src, batch.src_len, batch.tgt_in)
-        loss += float(sequence_loss(logits, batch.tgt_out))
+        summed += sequence_loss(logits, batch.tgt_out)
         tokens += batch.num_tgt_tokens
+    loss = float(summed)
     pairs = data.valid_pairs[: cfg.train.valid_max_sentences or None]
     translator = Translator(model, data.src_tok, data.tgt_tok, cfg.data, cfg.decode, device)
     with autocast:
@@ -308,6 +337,9 @@ class Trainer:
     bad_run: Tensor | None = None  # sync_free: NaN/inf steps in a row so far, on the device
     worst_run: Tensor | None = None  # ... and the longest such run since the last record
     saved_at: float = 0.0  # perf_counter() when last/ was last written (or training began)
+    corpus: DeviceCorpus | None = None  # train.static_shapes: the training batches, on the device
+    static: StepGraphs | None = None  # ... and their steps (captured in CUDA graphs with train.cuda_graphs)
+    tf_ratio: float = 1.0  # the current epoch's teacher forcing ratio
 
     @classmethod
     def start(cls, cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
@@ -344,8 +376,13 @@ class Trainer:
             f"{describe_precision(cfg.train.bf16, world.device)}, {torch.get_num_threads()} threads", flush=True)
         optimizer = make_optimizer(model, cfg, world.device)
         progress = restore(out, optimizer, reset_optimizer, world.rank) if resume else Progress()
+        corpus = None
+        if use_static_shapes(cfg, world):
+            corpus = DeviceCorpus(data.train, batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
+                                  pad_multiple=cfg.train.pad_multiple, reverse=cfg.data.reverse_source,
+                                  device=world.device)
         if progress.batch_in_epoch:  # resumed mid-epoch: past the epoch's end, the rest would be skipped unseen
-            epoch_steps = steps_per_epoch(data, cfg, world)
+            epoch_steps = corpus.batches_per_epoch() if corpus else steps_per_epoch(data, cfg, world)
             if progress.batch_in_epoch > epoch_steps:
                 raise checkpoint.CheckpointError(
                     f"{checkpoint.resolve(out / 'last') / checkpoint.TRAINER_JSON}: progress.batch_in_epoch "
@@ -365,10 +402,18 @@ class Trainer:
         defer = sync_free(cfg, world.device)
         if defer:
             say("sync-free steps: NaN/inf steps are skipped on the device and counted at each record", flush=True)
+        graphs = use_cuda_graphs(cfg, world, defer, static=corpus is not None)
+        if corpus is not None:
+            shapes = ", ".join(f"{s.rows}x{s.src}/{s.tgt}" for s in corpus.shapes)
+            say(f"static shapes (batch x source/target width): {shapes}; the corpus on {world.device}"
+                + ("; each shape's step in a CUDA graph" if graphs else ""), flush=True)
         zero = torch.zeros((), dtype=torch.int64, device=world.device)
-        return cls(cfg, out, world, data, model, net, optimizer, progress,
-                   autocast=device_autocast(cfg.train.bf16, world.device), defer=defer,
-                   bad_run=zero.clone(), worst_run=zero.clone())
+        trainer = cls(cfg, out, world, data, model, net, optimizer, progress,
+                      autocast=device_autocast(cfg.train.bf16, world.device, cache=not graphs), defer=defer,
+                      bad_run=zero.clone(), worst_run=zero.clone(), corpus=corpus)
+        if corpus is not None:
+            trainer.static = StepGraphs(trainer.static_step, optimizer, world.device, graphs)
+        return trainer
 
     # --- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -415,12 +460,18 @@ class Trainer:
     def run_epoch(self) -> Stop:
         """The rest of the current epoch's batches (from ``batch_in_epoch`` on resume)."""
         cfg, p, world = self.cfg, self.progress, self.world
-        tf = teacher_forcing_ratio(p.epoch, cfg)
-        batches = epoch_batches(train_chunks(self.data, seed=cfg.train.seed * 1000 + p.epoch),
-                                batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
-                                reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
-                                skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple)
-        epoch_steps = steps_per_epoch(self.data, cfg, world)
+        tf = self.tf_ratio = teacher_forcing_ratio(p.epoch, cfg)
+        seed = cfg.train.seed * 1000 + p.epoch
+        batches: Iterable[Batch | tuple[Bucket, Tensor]]
+        if self.corpus is not None:
+            batches = self.corpus.epoch(seed, skip=p.batch_in_epoch)
+            epoch_steps = self.corpus.batches_per_epoch()
+        else:
+            batches = epoch_batches(train_chunks(self.data, seed=seed),
+                                    batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
+                                    reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
+                                    skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple)
+            epoch_steps = steps_per_epoch(self.data, cfg, world)
         total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
         bar = _progress_bar(cfg, epoch_steps, p) if world.is_main else None
         window = Window.restore(world.device, p.window)  # the record in progress at a mid-epoch save
@@ -429,8 +480,12 @@ class Trainer:
         lr = 0.0
         for batch in batches:
             lr = self.set_lr(total_steps)
-            loss_sum, tokens, norm, ok = train_step(self.net, batch.to(world.device, non_blocking=True),
-                                                    self.optimizer, cfg, tf, self.autocast, world, self.defer)
+            if isinstance(batch, Batch):
+                loss_sum, tokens, norm, ok = train_step(self.net, batch.to(world.device, non_blocking=True),
+                                                        self.optimizer, cfg, tf, self.autocast, world, self.defer)
+            else:  # static shapes: (bucket, rows)
+                assert self.static is not None
+                loss_sum, tokens, norm, ok = self.static(*batch)
             p.batch_in_epoch += 1
             if bar is not None:
                 bar.update(1)
@@ -463,6 +518,11 @@ class Trainer:
         if bar is not None:
             bar.close()
         return stop
+
+    def static_step(self, batch: StaticBatch) -> tuple[Tensor, Any, Tensor, Any]:
+        """:func:`static_step` with this run's model, optimizer and settings (what
+        :class:`StepGraphs` runs, or captures)."""
+        return static_step(self.model, batch, self.optimizer, self.cfg, self.tf_ratio, self.autocast, self.defer)
 
     def save_due(self) -> bool:
         """Whether it is ``train.save_every`` steps, or (looked at with each metrics record, where
@@ -635,6 +695,35 @@ def sync_free(cfg: Config, device: torch.device) -> bool:
     for CUDA."""
     wanted = cfg.train.sync_free is True or (cfg.train.sync_free == "auto" and device.type == "cuda")
     return wanted and cfg.train.optimizer == "adam"
+
+
+def use_static_shapes(cfg: Config, world: World) -> bool:
+    """Whether training batches are static-shape buckets on the device (``train.static_shapes``;
+    the config refuses ``true`` with ``data.prepared`` or a bidirectional encoder): ``auto`` is
+    on for CUDA in one process."""
+    setting = cfg.train.static_shapes
+    if setting is True and world.size > 1:
+        raise TrainError(f"train.static_shapes: true is for one process (this run has {world.size}); "
+                         "set it to auto or false under torchrun")
+    possible = world.size == 1 and not cfg.data.prepared and not cfg.model.bidirectional
+    return setting is True or (setting == "auto" and world.device.type == "cuda" and possible)
+
+
+def use_cuda_graphs(cfg: Config, world: World, defer: bool, static: bool) -> bool:
+    """Whether each static shape's step is captured in a CUDA graph (``train.cuda_graphs``; the
+    config refuses ``true`` without Adam, sync-free steps or teacher forcing 1, or on
+    ``train.device: cpu``): ``auto`` is on for CUDA when all of those hold and the batches
+    have ``static`` shapes; ``true`` without CUDA or static shapes is an error."""
+    t, device = cfg.train, world.device
+    if t.cuda_graphs is True:
+        if device.type != "cuda":
+            raise ConfigError(f"train.cuda_graphs: true needs CUDA; the device is {device.type}")
+        if not static:
+            raise TrainError(f"train.cuda_graphs: true needs static shapes, which are for one process "
+                             f"(this run has {world.size}); set it to auto or false under torchrun")
+        return True
+    fits = t.optimizer == "adam" and defer and t.teacher_forcing == 1.0 and t.teacher_forcing_decay == 0.0
+    return t.cuda_graphs == "auto" and device.type == "cuda" and static and fits
 
 
 def _progress_bar(cfg: Config, total: int, progress: Progress) -> Any:

@@ -1,5 +1,8 @@
-"""On a CUDA device: bf16 training with fused Adam, a resume that follows the same curve, and
-greedy decoding equal to the CPU's. Skipped without CUDA. The checks themselves live in
+"""On a CUDA device: bf16 training with fused Adam, a resume that follows the same curve,
+greedy decoding equal to the CPU's, a sync-free step; and the whole step in CUDA graphs
+(seq2seq/graphs.py): graphs equal eager steps (fp32 and bf16 tolerances) with replays that
+make no host sync, a capture that fails falls back to eager steps, dropout draws new masks at
+each replay, and train() on static shapes learns. Skipped without CUDA. The checks themselves live in
 :mod:`seq2seq.gpu_check` (the GPU machine may have no pytest), which runs them too; their
 CPU counterparts are in test_training.py, test_run_lock_and_saves.py and test_translate.py."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.gpu_check import CUDA_CHECKS, GOALS, goals
+from seq2seq.gpu_check import CUDA_CHECKS, GOALS, GRAPH_CEILING, goals, graph_ceiling
 
 pytestmark = pytest.mark.smoke
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,8 +27,11 @@ def test_the_dry_run_writes_every_part(tmp_path: Path) -> None:
     assert all(p["status"] == "ok" for p in parts.values()), parts
     assert parts["environment"]["device"]["type"] == "cpu"
     assert parts["cuda_checks"]["skipped"].startswith("device is cpu")
-    assert [r["batch_size"] for r in parts["train_throughput"]["rows"]] == [16, 32]
-    assert all(r["tokens_per_s"] > 0 for r in parts["train_throughput"]["rows"])
+    rows = parts["train_throughput"]["rows"]
+    assert [r["batch_size"] for r in rows] == [16, 32]
+    assert all(r[k] > 0 for r in rows for k in ("tokens_per_s", "static_tokens_per_s", "graphed_tokens_per_s"))
+    assert all("CUDAGraph" in r["graph_failure"] for r in rows)  # the CPU cannot capture: eager steps
+    assert all(r["vs_ceiling"] is None for r in rows)  # no ceiling measured at these sizes
     assert parts["recipe"]["finished"] and parts["recipe"]["epochs"] == 2
     assert (out / "recipe" / "best").is_dir()
     assert parts["decode"]["greedy"]["sentences_per_s"] > 0 and 0 <= parts["decode"]["beam5"]["bleu"] <= 100
@@ -47,6 +50,19 @@ def test_goals_are_judged_in_their_direction() -> None:
     assert g["recipe_seconds"]["met"] is True
     assert g["greedy_sentences_per_s"]["met"] is False
     assert g["beam5_sentences_per_s"]["met"] is None  # not measured
+
+
+def test_the_graph_ceiling_is_measured_or_interpolated_between_measured_sizes() -> None:
+    sizes = sorted(GRAPH_CEILING)
+    assert all(graph_ceiling(b) == GRAPH_CEILING[b] for b in sizes)
+    assert graph_ceiling(sizes[0] // 2) is None and graph_ceiling(sizes[-1] * 2) is None
+    for lo, hi in zip(sizes, sizes[1:]):
+        between = [graph_ceiling(b) for b in range(lo, hi + 1, max(1, (hi - lo) // 16))]
+        assert all(x is not None for x in between)
+        assert between == sorted(between) and GRAPH_CEILING[lo] <= min(between) <= max(between) <= GRAPH_CEILING[hi]
+    goal = GOALS["graphed_vs_ceiling"]
+    for ratio, met in ((goal * 0.9, False), (goal, True), (goal * 1.1, True)):
+        assert goals({"train_throughput": {"worst_vs_ceiling": ratio}})["graphed_vs_ceiling"]["met"] is met
 
 
 def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:

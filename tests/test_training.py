@@ -226,9 +226,10 @@ def test_resume_at_epoch_boundary(tmp_path: Path, tiny_config: Any, metrics: Any
     assert_same_curves(metrics(out), reference)
 
 
-def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Train until a real SIGTERM, sent to this process by training step ``stop_at``, stops it."""
-    real, calls = training.train_step, []
+def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch, step: str = "train_step") -> None:
+    """Train until a real SIGTERM, sent to this process by training step ``stop_at``, stops it.
+    ``step``: the step function the run calls (``static_step`` with ``train.static_shapes``)."""
+    real, calls = getattr(training, step), []
 
     def step_then_signal(*args: Any) -> Any:
         result = real(*args)
@@ -240,7 +241,7 @@ def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatc
     def missed(signum: int, frame: Any) -> None:  # if training does not catch it, this process must not die
         raise AssertionError("SIGTERM reached the handler that was in place before training started")
 
-    monkeypatch.setattr(training, "train_step", step_then_signal)
+    monkeypatch.setattr(training, step, step_then_signal)
     previous = signal.signal(signal.SIGTERM, missed)
     try:
         with pytest.raises(SystemExit) as stopped:
@@ -248,7 +249,7 @@ def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatc
         assert signal.getsignal(signal.SIGTERM) is missed  # training put the handler back
     finally:
         signal.signal(signal.SIGTERM, previous)
-        monkeypatch.setattr(training, "train_step", real)
+        monkeypatch.setattr(training, step, real)
     assert stopped.value.code == 128 + signal.SIGTERM
 
 
