@@ -1,4 +1,4 @@
-"""Train a translator: ``python train.py [--config PATH] [--out DIR] [section.key=value ...]``."""
+"""Train a translator or a language model: ``python train.py [--config PATH] [--out DIR] [section.key=value ...]``."""
 
 import sys
 

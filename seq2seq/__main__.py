@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 Main = Callable[[Sequence[str] | None], int]
 
 COMMANDS = {  # name: one line on what it does
-    "train": "train an encoder-decoder RNN translator (as train.py)",
+    "train": "train an encoder-decoder RNN translator, or an RNN language model (as train.py)",
     "translate": "translate one sentence per line, stdin to stdout by default (as translate.py)",
     "evaluate": "translate a test set and score it: BLEU, chrF, exact match, BLEU by source length",
     "download": "fetch a public corpus (Multi30k) into data/, each file checked",
@@ -27,6 +27,8 @@ COMMANDS = {  # name: one line on what it does
     "average": "average the weights of a run's last epoch checkpoints (or of any checkpoints) into one",
     "serve": "serve a checkpoint over HTTP: a translation API with dynamic batching, and a demo page",
     "gpu_check": "the prepared GPU check: tests, throughput, the Multi30k recipe and decoding, one report",
+    "generate": "sample text from an RNN language model (data.task: lm), or score a file with it",
+    "ngram": "a Kneser-Ney n-gram baseline on a language model's text: valid and test perplexity",
 }
 
 
@@ -34,7 +36,7 @@ COMMANDS = {  # name: one line on what it does
 ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
            "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
            "plots": "plots:main", "results": "results:main", "average": "average:main",
-           "serve": "serve:main", "gpu_check": "gpu_check:main"}
+           "serve": "serve:main", "gpu_check": "gpu_check:main", "generate": "generate:main", "ngram": "ngram:main"}
 
 
 def command_main(name: str) -> Main:

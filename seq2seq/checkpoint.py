@@ -1,6 +1,7 @@
 """Checkpoint directories: everything needed to translate, loadable without unpickling.
 
-A checkpoint is a directory::
+A checkpoint is a directory (a language model's, ``data.task: lm``, is the same, its one
+tokenizer saved as both; :func:`load` and :func:`load_lm` each refuse the other's)::
 
     model.safetensors     the weights (safetensors: tensors only, no code)
     config.yaml           the resolved config (yaml.safe_load only)
@@ -35,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import Config, ConfigError, load_config
+from .lm import LanguageModel, build_lm
 from .model import Seq2Seq, build_model, upgrade_state_dict
 from .parsing import MiB, load_json, read_text
 from .tokenization import Tokenizer, TokenizerError
@@ -58,6 +60,16 @@ class Loaded:
     model: Seq2Seq
     src_tok: Tokenizer
     tgt_tok: Tokenizer
+    path: Path
+
+
+@dataclass
+class LoadedLM:
+    """A language model's checkpoint: its one tokenizer is saved as both src and tgt."""
+
+    config: Config
+    model: LanguageModel
+    tok: Tokenizer
     path: Path
 
 
@@ -213,20 +225,49 @@ def check_regular_files(ckpt: Path, names: tuple[str, ...]) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
-    """Load config, tokenizers and weights from a checkpoint directory, checking each."""
+    """Load a translator: config, tokenizers and weights from a checkpoint directory, checking
+    each. A language model's checkpoint is refused in one line (see :func:`load_lm`)."""
+    ckpt, config, src_tok, tgt_tok = _read(path, "translate")
+    model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
+    _load_weights(model, ckpt, config, device)
+    return Loaded(config=config, model=model, src_tok=src_tok, tgt_tok=tgt_tok, path=ckpt)
+
+
+def load_lm(path: str | Path, device: str | torch.device = "cpu") -> LoadedLM:
+    """Load a language model (``data.task: lm``); a translator's checkpoint is refused in one line."""
+    ckpt, config, _, tok = _read(path, "lm")
+    model = build_lm(config.model, tok.vocab_size)
+    _load_weights(model, ckpt, config, device)
+    return LoadedLM(config=config, model=model, tok=tok, path=ckpt)
+
+
+_USE = {"translate": "a translator; translate with translate.py",
+        "lm": "a language model; sample or score with python -m seq2seq.generate"}
+
+
+def _read(path: str | Path, task: str) -> tuple[Path, Config, Tokenizer, Tokenizer]:
+    """The checkpoint directory, its config and its two tokenizers; refused unless its
+    ``data.task`` is ``task``."""
     ckpt = resolve(path)
     check_regular_files(ckpt, (CONFIG_FILE, SRC_TOK_FILE, TGT_TOK_FILE, MODEL_FILE))
     try:
         config = load_config(ckpt / CONFIG_FILE)
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
+    if config.data.task != task:
+        raise CheckpointError(f"{ckpt}: this checkpoint is {_USE[config.data.task]} (data.task: {config.data.task})")
     try:
         src_tok = Tokenizer.load(ckpt / SRC_TOK_FILE)
         tgt_tok = Tokenizer.load(ckpt / TGT_TOK_FILE)
     except TokenizerError as e:
         raise CheckpointError(str(e)) from None
+    return ckpt, config, src_tok, tgt_tok
+
+
+def _load_weights(model: nn.Module, ckpt: Path, config: Config, device: str | torch.device) -> None:
+    """Fill ``model`` from ``ckpt``'s weights, each tensor checked (names, shapes, dtypes, finite);
+    -> on ``device``, in eval mode."""
     weights = upgrade_state_dict(load_weights(ckpt / MODEL_FILE))  # also checkpoints of the flat layout
-    model = build_model(config.model, src_tok.vocab_size, tgt_tok.vocab_size)
     expected = model.state_dict()
     if config.model.tie_embeddings and "decoder.output.weight" not in weights and "tgt_embed.weight" in weights:
         weights["decoder.output.weight"] = weights["tgt_embed.weight"]
@@ -252,7 +293,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     model.load_state_dict(weights)
     model.to(device)
     model.eval()
-    return Loaded(config=config, model=model, src_tok=src_tok, tgt_tok=tgt_tok, path=ckpt)
 
 
 def load_trainer(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

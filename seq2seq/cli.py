@@ -25,7 +25,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "dates.yam
 # --- train ---------------------------------------------------------------------------
 def train_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="train.py", description="Train an encoder-decoder RNN translator.",
+        prog="train.py", description="Train an encoder-decoder RNN translator, or an RNN language model "
+                                     "(data.task: lm).",
         epilog="Overrides use dotted names, e.g. train.lr=3e-4 model.cell=gru")
     p.add_argument("--config", type=Path, default=None,
                    help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}; "

@@ -75,6 +75,9 @@ class DataConfig:
     reading the corpus (see ``seq2seq/store.py``). Empty: read the corpus into memory.
     """
 
+    # translate: an encoder-decoder on sentence pairs; lm: an RNN language model on one side's
+    # text, data.tgt_lang (the decoder's language): {path}/{split}.{tgt_lang}[.gz] (seq2seq/lm_data.py)
+    task: Literal["translate", "lm"] = "translate"
     source: Literal["dates", "addition", "files", "tsv", "jsonl", "hf"] = "dates"
     path: str = ""
     src_lang: str = "src"
@@ -145,6 +148,10 @@ class ModelConfig:
     # "hidden", the final hidden state with a zero cell state, as the textbook's decoder does.
     # GRU and tanh RNN have no cell state: both are the same for them.
     decoder_init: Literal["state", "hidden"] = "state"
+    # a language model's checkpoint (data.task: lm, python train.py --config configs/lm_*.yaml):
+    # its embedding, RNN and output layer start the decoder, and its tokenizer is the target's
+    # (seq2seq/lm.py: init_decoder). "": a fresh decoder
+    init_decoder_from: str = ""
 
     def __post_init__(self) -> None:
         _check_finite(self, "model")
@@ -176,7 +183,7 @@ class TrainConfig:
     lr_factor: float = 0.5
     lr_patience: int = 1
     warmup_steps: int = 0
-    patience: int = 5  # early stopping: epochs without a better validation BLEU
+    patience: int = 5  # early stopping: epochs without a better validation score (an LM's: perplexity)
     best_metric: Literal["bleu", "chrf", "exact_match"] = "bleu"  # the validation score that picks best/,
     # early stopping and the plateau schedule (exact_match for one-word targets, where BLEU is 0)
     max_steps: int = 0  # stop after this many optimizer steps; 0: no limit
@@ -200,6 +207,11 @@ class TrainConfig:
     valid_max_sentences: int = 0  # validate on the first N sentences; 0: all
     samples: int = 5  # sample translations logged each epoch
     progress: bool = True  # tqdm progress bar
+    # data.task lm only: "stream", the corpus as one token stream cut into batch_size parallel
+    # streams, bptt steps a batch, the state carried across batches (truncated BPTT);
+    # "sentence", each sentence from a zero state in padded batches of batch_size sentences
+    lm_batching: Literal["stream", "sentence"] = "stream"
+    bptt: int = 35  # lm stream: time steps per batch (the graph is cut there, the state flows on)
 
     def __post_init__(self) -> None:
         _check_finite(self, "train")
@@ -233,6 +245,7 @@ class TrainConfig:
                    "true needs train.teacher_forcing: 1 and no decay (a graph would keep the first ratio)")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
         _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
+        _check(self.bptt >= 1, "train.bptt", f"must be >= 1, got {self.bptt}")
         _check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")
 
 
@@ -289,6 +302,17 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
+        if self.model.init_decoder_from:
+            _check(self.data.task == "translate", "model.init_decoder_from",
+                   "is for a translator (data.task: translate)")
+            _check(not self.data.joint_vocab and not self.data.prepared, "model.init_decoder_from",
+                   "needs the language model's own target tokenizer: data.joint_vocab and data.prepared must be off")
+        if self.data.task == "lm":  # a language model is a decoder without a context to read
+            _check(self.data.source == "files", "data.source",
+                   f"data.task lm reads text files; must be 'files', got {self.data.source!r}")
+            for key, off in (("peeky", False), ("bidirectional", False), ("attention", "none")):
+                _check(getattr(self.model, key) == off, f"model.{key}",
+                       f"a language model has no source to read; set model.{key}: {str(off).lower()}")
         for key in ("static_shapes", "cuda_graphs"):  # both need static shapes; checks across sections
             if getattr(self.train, key) is True:
                 _check(not self.data.prepared, f"train.{key}",

@@ -31,7 +31,8 @@ from .evaluation import METRIC_NAMES
 from .model import Seq2Seq
 
 Records = Sequence[Mapping[str, Any]]
-NAMES = {**METRIC_NAMES, "exact_match": METRIC_NAMES["exact_match"] + " (%)"}  # axis labels
+NAMES = {**METRIC_NAMES, "exact_match": METRIC_NAMES["exact_match"] + " (%)",  # axis labels
+         "ppl": "perplexity", "bpc": "bits per character"}
 DPI = 100
 
 
@@ -78,7 +79,8 @@ def learning_curves(runs: Mapping[str, Records], out: Path, metric: str, title: 
 def final_scores(valid: Mapping[str, float], test: Mapping[str, float], out: Path, metric: str, title: str,
                  reference: Mapping[str, float] | None = None) -> None:
     """Bars per variant: best validation score, test score of the best checkpoint, reference values."""
-    groups = [("best validation", valid), ("test (best checkpoint, greedy)", test)]
+    lm = metric in ("ppl", "bpc")  # a language model's: no decoding
+    groups = [("best validation", valid), ("test (best checkpoint)" if lm else "test (best checkpoint, greedy)", test)]
     if reference:
         groups.append(("reference", reference))
     names = list(test)
@@ -88,7 +90,7 @@ def final_scores(valid: Mapping[str, float], test: Mapping[str, float], out: Pat
     for g, (label, values) in enumerate(groups):
         xs = [i + (g - (len(groups) - 1) / 2) * width for i, n in enumerate(names) if n in values]
         bars = ax.bar(xs, [values[n] for n in names if n in values], width, label=label, color=_color(g))
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.bar_label(bars, fmt="%.3f" if lm else "%.1f", fontsize=7)
     ax.set_xticks(range(len(names)), names, rotation=15 if len(names) > 4 else 0)
     ax.set(ylabel=NAMES[metric], xlabel="variant")
     ax.set_ylim(0, max([*valid.values(), *test.values(), *(reference or {}).values(), 1.0]) * 1.15)

@@ -247,15 +247,18 @@ def _check_progress_field(name: str, value: Any) -> None:
 
 
 def save_last(out: Path, cfg: Config, model: nn.Module, tokenizers: tuple[Tokenizer, Tokenizer],
-              optimizer: torch.optim.Optimizer, progress: Progress, world: World = distributed.SINGLE) -> None:
+              optimizer: torch.optim.Optimizer, progress: Progress, world: World = distributed.SINGLE,
+              extra: dict[str, Tensor] | None = None) -> None:
     """Write ``last/`` from rank 0, with every rank's random number generator state (every
-    rank calls this; the others wait until it is written)."""
+    rank calls this; the others wait until it is written); ``extra`` tensors are saved beside
+    them (a language model's carried state)."""
     rng = world.gather(_rng_state())
 
     def write() -> None:
         tensors, optim_meta = checkpoint.optimizer_to_tensors(optimizer.state_dict())
         for rank, states in enumerate(rng):
             tensors.update({_rng_key(name, rank): state for name, state in states.items()})
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
         state = {"progress": vars(progress), "optimizer": optim_meta, "python_rng": random.getstate()}
         checkpoint.save(out / "last", config=cfg, model=model, src_tok=tokenizers[0], tgt_tok=tokenizers[1],
                         trainer_tensors=tensors, trainer_state=state)

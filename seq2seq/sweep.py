@@ -71,7 +71,8 @@ from .translation import Translator
 
 SWEEP_KEYS = ("name", "base", "overrides", "axes", "variants", "quick", "metric", "length_unit",
               "length_edges", "reference")
-METRICS = ("exact_match", "bleu", "chrf")
+METRICS = ("exact_match", "bleu", "chrf", "ppl", "bpc")
+LM_METRICS = ("ppl", "bpc")  # a language model's (data.task: lm), lower is better; from its metrics.jsonl
 STATUS_FILE = "sweep.json"  # a variant's outcome: finished, or diverged with the error
 TEST_FILE = "test.json"  # test-split scores of best/, cached
 LOG_FILE = "sweep.log"  # a variant's output when variants run in parallel (--jobs)
@@ -196,6 +197,9 @@ def load_sweep(path: str | Path, *, quick: bool = False, extra: Sequence[str] = 
     metric = str(spec.get("metric", "bleu"))
     if metric not in METRICS:
         raise ConfigError(f"{where}: metric: must be one of {', '.join(METRICS)}; got {metric!r}")
+    if (metric in LM_METRICS) != (variants[0].config.data.task == "lm"):
+        raise ConfigError(f"{where}: metric: {metric} does not fit data.task {variants[0].config.data.task} "
+                          f"(a language model's metric is one of {', '.join(LM_METRICS)})")
     unit = str(spec.get("length_unit", "words"))
     if unit not in LENGTH_UNITS:
         raise ConfigError(f"{where}: length_unit: must be words or chars; got {unit!r}")
@@ -328,7 +332,10 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 # --- scoring ---------------------------------------------------------------------------
 def evaluate_test(run_dir: Path, sweep: Sweep) -> dict[str, Any]:
-    """Greedy test-split scores of ``run_dir/best``, with scores by source length; cached."""
+    """Greedy test-split scores of ``run_dir/best``, with scores by source length; cached.
+    A language model's: the test record its training wrote (:func:`lm_test`)."""
+    if sweep.variants[0].config.data.task == "lm":
+        return lm_test(run_dir)
     cache = run_dir / TEST_FILE
     if cache.exists():
         try:
@@ -357,6 +364,21 @@ def evaluate_test(run_dir: Path, sweep: Sweep) -> dict[str, Any]:
     return result
 
 
+def lm_test(run_dir: Path) -> dict[str, Any]:
+    """A language model's test figures (perplexity as trained and by sentence, bits per
+    character: the last ``test/`` record of its ``metrics.jsonl``) and its parameter count."""
+    records = [r for r in read_metrics(run_dir) if "test/ppl" in r]
+    if not records:
+        return {}
+    try:
+        params = count_parameters(checkpoint.load_lm(run_dir / "best").model)
+    except checkpoint.CheckpointError:
+        params = 0
+    test = records[-1]
+    return {"ppl": test["test/ppl"], "ppl_sentence": test.get("test/ppl_sentence", ""), "bpc": test["test/bpc"],
+            "params": params}
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The records of ``metrics.jsonl`` (a line torn by a kill is skipped)."""
     records = []
@@ -372,7 +394,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def summarize(variant: Variant, run_dir: Path, status: str, sweep: Sweep) -> dict[str, Any]:
     """One table row: axis values, parameters, best validation scores, test scores, time."""
     records = read_metrics(run_dir)
-    valid = [r for r in records if "valid/bleu" in r]
+    lm = variant.config.data.task == "lm"
+    valid = [r for r in records if ("valid/ppl" if lm else "valid/bleu") in r]
     test = evaluate_test(run_dir, sweep)
     try:
         seconds = float(checkpoint.trainer_state(run_dir / "last")["progress"]["elapsed"])
@@ -383,10 +406,16 @@ def summarize(variant: Variant, run_dir: Path, status: str, sweep: Sweep) -> dic
         section, _, name = key.partition(".")
         row[name] = _text(getattr(getattr(variant.config, section), name))
     row["params"] = test.get("params", "")
-    for m in METRICS:
-        row[f"valid_{m}"] = max((r[f"valid/{m}"] for r in valid), default="")
-    row["test_exact_match"] = test.get("exact_match", "")
-    row["test_bleu"] = test.get("bleu", "")
+    if lm:
+        for m in LM_METRICS:
+            row[f"valid_{m}"] = min((r[f"valid/{m}"] for r in valid), default="")
+        row.update({"test_ppl": test.get("ppl", ""), "test_ppl_sentence": test.get("ppl_sentence", ""),
+                    "test_bpc": test.get("bpc", "")})
+    else:
+        for m in METRICS[:3]:
+            row[f"valid_{m}"] = max((r[f"valid/{m}"] for r in valid), default="")
+        row["test_exact_match"] = test.get("exact_match", "")
+        row["test_bleu"] = test.get("bleu", "")
     if sweep.reference:
         row[f"reference_{sweep.metric}"] = sweep.reference.get(variant.name, "")
     row.update({"epochs": len(valid), "seconds": round(seconds), "status": status})
@@ -421,7 +450,8 @@ def make_plots(sweep: Sweep, out: Path, statuses: dict[str, str]) -> list[Path]:
     runs = {label[v.name]: read_metrics(out / v.name) for v in sweep.variants}
     tests = {label[v.name]: evaluate_test(out / v.name, sweep) for v in sweep.variants}
     clips = {label[v.name]: v.config.train.clip_norm for v in sweep.variants}
-    best = {name: max((r[f"valid/{sweep.metric}"] for r in recs if f"valid/{sweep.metric}" in r), default=0.0)
+    pick = min if sweep.metric in LM_METRICS else max  # the best validation score: perplexity is lower
+    best = {name: pick((r[f"valid/{sweep.metric}"] for r in recs if f"valid/{sweep.metric}" in r), default=0.0)
             for name, recs in runs.items()}
     reference = {label[k]: v for k, v in sweep.reference.items()}
     title = f"sweep {sweep.name}"
@@ -429,9 +459,13 @@ def make_plots(sweep: Sweep, out: Path, statuses: dict[str, str]) -> list[Path]:
     plots.learning_curves(runs, paths[0], sweep.metric, title)
     plots.final_scores(best, {n: t.get(sweep.metric, 0.0) for n, t in tests.items()}, paths[1], sweep.metric,
                        title, reference)
-    plots.by_length({n: t.get("buckets", []) for n, t in tests.items()}, paths[2], sweep.metric,
-                    sweep.length_unit, title)
-    plots.grad_norms(runs, paths[3], title, clips, [label[n] for n, s in statuses.items() if s == "diverged"])
+    if sweep.metric in LM_METRICS:  # a language model has no source lengths to bucket by
+        paths.remove(out / "by_length.png")
+    else:
+        plots.by_length({n: t.get("buckets", []) for n, t in tests.items()}, paths[2], sweep.metric,
+                        sweep.length_unit, title)
+    diverged = [label[n] for n, s in statuses.items() if s == "diverged"]
+    plots.grad_norms(runs, out / "grad_norm.png", title, clips, diverged)
     return paths
 
 

@@ -30,8 +30,8 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +51,8 @@ from .device import select_device
 from .distributed import World
 from .evaluation import METRIC_NAMES, score
 from .graphs import StepGraphs
+from .lm import init_decoder
+from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
 from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
 from .rundir import (
@@ -65,18 +67,9 @@ from .rundir import (
     write_run_config,
 )
 from .store import Store
-from .tokenization import PAD, Tokenizer, train_tokenizers
+from .tokenization import PAD, Tokenizer, train_tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Alignment, Translator
-
-
-class TrainError(RuntimeError):
-    """A training run that cannot start or go on; the message says why in one line."""
-
-
-class DivergedError(TrainError):
-    """The run diverged: the loss stayed NaN/inf for ``train.max_bad_steps`` steps in a row,
-    or a weight became NaN/inf (which no later step can undo)."""
 
 
 # --- data --------------------------------------------------------------------------
@@ -91,14 +84,18 @@ class Data:
     store: Store | None = None  # with data.prepared: the training split, on disk (``train`` is then empty)
 
 
-def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> Data:
+def prepare_data(cfg: Config, tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
+                 tgt_tok: Tokenizer | None = None) -> Data:
     """Load the corpus, train (or reuse) tokenizers on the training split, encode, filter;
-    with ``data.prepared``, open the store instead (training examples stay on disk)."""
+    with ``data.prepared``, open the store instead (training examples stay on disk).
+    ``tgt_tok``: the target tokenizer to use (a language model's); only the source's is trained."""
     d = cfg.data
     if d.prepared:
         return _open_store(cfg, tokenizers)
     corpus = load_corpus(d)
     report = list(corpus.report)
+    if tokenizers is None and tgt_tok is not None:
+        tokenizers = (train_tokenizer([s for s, _ in corpus.train], d.tokenizer, d.vocab_size), tgt_tok)
     if tokenizers is None:
         tokenizers = train_tokenizers(corpus.train, d.tokenizer, d.vocab_size, d.joint_vocab)
     src_tok, tgt_tok = tokenizers
@@ -148,16 +145,6 @@ def steps_per_epoch(data: Data, cfg: Config, world: World) -> int:
 
 
 # --- pure helpers ------------------------------------------------------------------
-def lr_factor(step: int, total_steps: int, cfg: Config) -> float:
-    """Warm-up (linear over ``warmup_steps``), then constant or cosine decay to 0."""
-    t = cfg.train
-    warm = min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0
-    if t.lr_schedule != "cosine" or total_steps <= t.warmup_steps:
-        return warm
-    progress = min(1.0, (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps))
-    return warm * 0.5 * (1.0 + math.cos(math.pi * max(0.0, progress)))
-
-
 def teacher_forcing_ratio(epoch: int, cfg: Config) -> float:
     t = cfg.train
     return max(t.teacher_forcing_min, t.teacher_forcing - t.teacher_forcing_decay * epoch) \
@@ -196,27 +183,6 @@ class TrainingForward(nn.Module):
         if ratio >= 1.0:
             return self.model(batch.src, batch.src_len, batch.tgt_in)  # (B, T, V)
         return scheduled_sampling_logits(self.model, batch, ratio)  # (B, T, V)
-
-
-# --- signals -----------------------------------------------------------------------
-class StopFlag:
-    """Set by SIGINT/SIGTERM; the loop checks it between steps, saves last/ and exits."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-
-@contextmanager
-def catch_signals(flag: StopFlag) -> Iterator[None]:
-    old = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 # --- one step ------------------------------------------------------------------------
@@ -295,86 +261,6 @@ def _global_sums(loss_sum: Tensor, tokens: int, world: World) -> tuple[Tensor, T
     return sums[0].float(), sums[1].float()
 
 
-class Window:
-    """Training metrics summed over the steps since the last record (on the device, so that
-    adding a step costs no host sync)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.loss = torch.zeros((), device=self.device)
-        self.norm = torch.zeros((), device=self.device)
-        self.clipped = torch.zeros((), device=self.device)
-        self.tokens = self.steps = 0
-        # train.sync_free: steps whose outcome is only on the device until :meth:`settle`
-        self.pending_tokens = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.pending_steps = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.pending_bad = torch.zeros((), dtype=torch.int64, device=self.device)
-        self.start = time.perf_counter()
-
-    def add_deferred(self, loss_sum: Tensor, norm: Tensor, tokens: Any, clip_norm: float, ok: Tensor) -> None:
-        """:meth:`add` for a step whose outcome ``ok`` (a 0-dim bool tensor) the host has not
-        read: a skipped step adds nothing but its count in ``pending_bad``. No host sync."""
-        zero = torch.zeros((), device=self.device)
-        self.loss += torch.where(ok, loss_sum, zero)
-        self.norm += torch.where(ok, norm, zero)
-        if clip_norm > 0:
-            self.clipped += (norm > clip_norm) & ok
-        self.pending_tokens += ok * torch.as_tensor(tokens, device=self.device).to(torch.int64)
-        self.pending_steps += ok
-        self.pending_bad += ~ok
-
-    def settle(self) -> int:
-        """Fold the pending counts into ``tokens`` and ``steps`` (one host sync); -> the
-        steps skipped since the last settle."""
-        counts = torch.stack([self.pending_tokens, self.pending_steps, self.pending_bad]).tolist()
-        self.tokens += counts[0]
-        self.steps += counts[1]
-        for t in (self.pending_tokens, self.pending_steps, self.pending_bad):
-            t.zero_()
-        return int(counts[2])
-
-    def state(self) -> dict[str, float]:
-        """The sums so far, for a checkpoint taken mid-window (one host sync); see :meth:`restore`."""
-        return {"loss": float(self.loss), "norm": float(self.norm), "clipped": float(self.clipped),
-                "tokens": self.tokens, "steps": self.steps, "seconds": time.perf_counter() - self.start}
-
-    @classmethod
-    def restore(cls, device: torch.device, state: dict[str, float] | None) -> Window:
-        """A window that goes on from a saved :meth:`state` (float32 sums, exactly as saved), so a
-        resumed run's next record covers the same steps, with the same loss, as an uninterrupted
-        run's; ``None``: a fresh window."""
-        window = cls(device)
-        if state:
-            for name in ("loss", "norm", "clipped"):
-                setattr(window, name, torch.tensor(float(state[name]), device=device))
-            window.tokens, window.steps = int(state["tokens"]), int(state["steps"])
-            window.start -= float(state["seconds"])
-        return window
-
-    def add(self, loss_sum: Tensor, norm: Tensor, tokens: int, clip_norm: float) -> None:
-        self.loss += loss_sum
-        self.norm += norm
-        if clip_norm > 0:
-            self.clipped += norm > clip_norm
-        self.tokens += tokens
-        self.steps += 1
-
-    def record(self, lr: float, tf: float, epoch: int) -> dict[str, float]:
-        """The window's record (means per token or step), and a fresh window."""
-        dt = max(time.perf_counter() - self.start, 1e-9)
-        mean = float(self.loss) / max(self.tokens, 1)
-        record = {"train/loss": mean, "train/ppl": math.exp(min(mean, 50.0)),
-                  "train/grad_norm": float(self.norm) / self.steps,
-                  "train/clipped_fraction": float(self.clipped) / self.steps,
-                  "train/lr": lr, "train/tokens_per_s": self.tokens / dt, "train/teacher_forcing": tf,
-                  "epoch": epoch}
-        self.reset()
-        return record
-
-
 @torch.inference_mode()
 def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, autocast: Any
              ) -> tuple[dict[str, float], list[tuple[str, str, str]]]:
@@ -411,6 +297,10 @@ def train(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = Fal
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), this process is one rank of a data-parallel
     run; every rank calls ``train`` with the same arguments.
     """
+    if cfg.data.task == "lm":  # a language model: the same run directory, a loop of its own
+        from .lm_training import train_lm
+
+        return train_lm(cfg, out, resume=resume, overwrite=overwrite, reset_optimizer=reset_optimizer)
     world = distributed.setup(select_device(cfg.train.device))
     try:
         with ExitStack() as held:  # one process trains into a directory: rank 0 holds its lock
@@ -465,12 +355,18 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         say(f"# resolved config ({out / RUN_CONFIG})\n{cfg.to_yaml()}", flush=True)
         loaded = checkpoint.load(out / "last") if resume else None
-        data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None)  # every rank alike
+        lm = checkpoint.load_lm(cfg.model.init_decoder_from) if cfg.model.init_decoder_from and not resume else None
+        data = prepare_data(cfg, (loaded.src_tok, loaded.tgt_tok) if loaded else None,
+                            lm.tok if lm else None)  # every rank alike
         for line in data.report:
             say(line, flush=True)
         model = build_model(cfg.model, data.src_tok.vocab_size, data.tgt_tok.vocab_size)
         if loaded is not None:
             model.load_state_dict(loaded.model.state_dict())
+        if lm is not None:  # the decoder starts as the language model (and its tokenizer is the target's)
+            init_decoder(model, lm.model)
+            say(f"decoder: started from the language model {lm.path} ({lm.config.model.cell}, "
+                f"{lm.tok.vocab_size} target tokens)", flush=True)
         model.to(world.device).train()
         net = distributed.replicate(TrainingForward(model), world)  # DDP with several ranks
         if world.rank:  # other dropout masks than rank 0's (which draws as a one-process run does)
@@ -828,17 +724,6 @@ def use_cuda_graphs(cfg: Config, world: World, defer: bool, static: bool) -> boo
         return True
     fits = t.optimizer == "adam" and defer and t.teacher_forcing == 1.0 and t.teacher_forcing_decay == 0.0
     return t.cuda_graphs == "auto" and device.type == "cuda" and static and fits
-
-
-def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or plain SGD, per ``train.optimizer``. Adam is the fused kernel on the CPU too: one
-    pass over the weights instead of a dozen ``foreach`` passes (12.8M weights, 1 CPU thread:
-    ~9 ms a step against ~43 ms)."""
-    t = cfg.train
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
-                            fused=device.type in ("cuda", "cpu") or None)
 
 
 def _progress_bar(cfg: Config, total: int, progress: Progress) -> Any:

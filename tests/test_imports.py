@@ -210,7 +210,7 @@ def test_help_lists_every_command_with_a_line_each() -> None:
     lines = result.stdout.splitlines()
     assert lines[0] == "usage: python -m seq2seq <command> [args]"
     assert list(COMMANDS) == ["train", "translate", "evaluate", "download", "prepare", "sweep", "bench", "plots",
-                             "results", "average", "serve", "gpu_check"]
+                             "results", "average", "serve", "gpu_check", "generate", "ngram"]
     for name, text in COMMANDS.items():
         assert any(line.split() == [name, *text.split()] for line in lines), f"{name} not listed: {result.stdout}"
     assert python("-m", "seq2seq", "-h").stdout == result.stdout

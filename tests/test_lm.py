@@ -1,0 +1,485 @@
+"""The RNN language model (data.task: lm): stream batching, truncated BPTT, scoring, sampling,
+the n-gram baseline, training end to end, the generate command, and bad input."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from seq2seq.config import ConfigError, load_config
+from seq2seq.lm import LanguageModel, build_lm, detach_state
+from seq2seq.lm_data import (
+    Split,
+    sentence_log_probs,
+    sentence_rows,
+    split_nll,
+    stream_batches,
+    stream_nll,
+    stream_rows,
+)
+from seq2seq.ngram import KneserNey
+from seq2seq.sampling import sample
+from seq2seq.tokenization import EOS, PAD, train_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAR = ROOT / "configs" / "lm_multi30k_en_char.yaml"
+TINY = ("model.hidden_dim=32", "model.embed_dim=8", "train.batch_size=4", "train.bptt=8", "train.epochs=2",
+        "train.progress=false", "train.log_every=2", "train.bf16=false", "decode.batch_size=16")
+WORDS = ("a", "dog", "runs", ".", "the", "cat", "sat", "on", "the", "mat", ".", "two", "men", "play", "ball", ".")
+
+
+def tiny_model(cell: str = "lstm", vocab: int = 12, layers: int = 1, tie: bool = False) -> LanguageModel:
+    cfg = load_config(CHAR, [*TINY, f"model.cell={cell}", f"model.num_layers={layers}",
+                             f"model.tie_embeddings={str(tie).lower()}"]).model
+    torch.manual_seed(0)
+    return build_lm(cfg, vocab).eval()
+
+
+def write_corpus(root: Path, lines: dict[str, list[str]]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for split, text in lines.items():
+        (root / f"{split}.en").write_text("".join(t + "\n" for t in text), encoding="utf-8")
+    return root
+
+
+def text_corpus(root: Path, n: int = 120, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    make = lambda: " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 6)))  # noqa: E731
+    return write_corpus(root, {"train": [make() for _ in range(n)], "val": [make() for _ in range(20)],
+                               "test_2016_flickr": [make() for _ in range(20)]})
+
+
+def lm_config(path: Path, *overrides: str) -> Any:
+    return load_config(CHAR, [*TINY, f"data.path={path}", *overrides])
+
+
+# --- batching ----------------------------------------------------------------------------
+def test_stream_rows_cut_the_stream_into_contiguous_rows_targets_shifted_by_one() -> None:
+    sentences = [[4, 5, 6], [7], [8, 9], [10, 11, 12, 13]]
+    stream = [EOS, 4, 5, 6, EOS, 7, EOS, 8, 9, EOS, 10, 11, 12, 13, EOS]
+    x, y = stream_rows(sentences, batch_size=3)
+    assert x.shape == y.shape == (3, 5)  # 14 predicted tokens in 3 rows: ceil(14 / 3) = 5
+    assert x.flatten()[:14].tolist() == stream[:-1] and y.flatten()[:14].tolist() == stream[1:]
+    assert (x.flatten()[14:] == PAD).all() and (y.flatten()[14:] == PAD).all()  # padding at the very end only
+    for b in range(3):  # each row is a contiguous piece of the stream
+        assert x[b].tolist()[:4] == stream[5 * b: 5 * b + 4]
+    batches = stream_batches(x, y, bptt=2)
+    assert [bx.shape[1] for bx, _ in batches] == [2, 2, 1]
+    assert torch.equal(torch.cat([bx for bx, _ in batches], dim=1), x)  # row b of batch k+1 continues batch k
+
+
+def test_stream_rows_never_more_rows_than_tokens() -> None:
+    x, y = stream_rows([[4]], batch_size=64)
+    assert x.tolist() == [[EOS], [4]] and y.tolist() == [[4], [EOS]]
+
+
+def test_sentence_rows_read_eos_first_and_predict_eos_last() -> None:
+    x, y = sentence_rows([[4, 5], [6]])
+    assert x.tolist() == [[EOS, 4, 5], [EOS, 6, PAD]]
+    assert y.tolist() == [[4, 5, EOS], [6, EOS, PAD]]
+
+
+# --- the model and truncated BPTT -----------------------------------------------------
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_carried_state_equals_one_long_call(cell: str) -> None:
+    """The state flows across a batch boundary: two slices with the state carried give the
+    logits of the whole sequence read at once."""
+    model = tiny_model(cell)
+    x = torch.randint(4, 12, (3, 10))
+    whole, _ = model(x, model.initial_state(3))
+    first, state = model(x[:, :6], model.initial_state(3))
+    second, _ = model(x[:, 6:], detach_state(state))
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+
+
+def test_gradients_stop_at_a_batch_boundary() -> None:
+    """Batch 2's loss, from batch 1's detached state, sends no gradient into what only batch 1
+    read (token 5's embedding); from the undetached state it does."""
+    model = tiny_model().train()
+    first = torch.full((2, 4), 5)
+    second = torch.randint(6, 12, (2, 4))
+    for detach, expect_zero in ((True, True), (False, False)):
+        model.zero_grad()
+        _, state = model(first, model.initial_state(2))
+        if detach:
+            state = detach_state(state)
+            assert not state.hidden.requires_grad
+        logits, _ = model(second, state)
+        logits.sum().backward()
+        grad = model.tgt_embed.weight.grad
+        assert grad is not None
+        assert bool((grad[5] == 0).all()) == expect_zero
+
+
+def test_tied_embeddings_share_the_output_weight() -> None:
+    model = tiny_model(tie=True)
+    assert model.decoder.output.weight is model.tgt_embed.weight
+
+
+@torch.no_grad()
+def hand_log_probs(model: LanguageModel, sentence: list[int]) -> float:
+    """ln P(sentence + EOS), one decode_step at a time from the zero state."""
+    state, prev, total = model.initial_state(1), torch.tensor([EOS]), 0.0
+    for target in [*sentence, EOS]:
+        logits, state = model.decode_step(prev, state)
+        total += float(torch.log_softmax(logits.double(), -1)[0, target])
+        prev = torch.tensor([target])
+    return total
+
+
+def test_perplexity_is_exp_of_the_mean_nll_computed_by_hand() -> None:
+    model = tiny_model("gru")
+    sentences = [[4, 5, 6], [7, 8], [9, 10, 11, 4, 5]]
+    by_hand = [hand_log_probs(model, s) for s in sentences]
+    assert sentence_log_probs(model, sentences, batch_size=2) == pytest.approx(by_hand, abs=1e-4)
+    tokens = sum(len(s) + 1 for s in sentences)
+    # one stream read whole: the same tokens, each sentence after the previous one's state
+    stream = stream_nll(model, sentences, batch_size=1, bptt=3)
+    state, prev, total = model.initial_state(1), torch.tensor([EOS]), 0.0
+    with torch.no_grad():
+        for target in [t for s in sentences for t in [*s, EOS]]:
+            logits, state = model.decode_step(prev, state)
+            total -= float(torch.log_softmax(logits.double(), -1)[0, target])
+            prev = torch.tensor([target])
+    assert stream == pytest.approx(total, abs=1e-4)
+    cfg = load_config(CHAR, [*TINY, "train.lm_batching=sentence"])
+    nll = split_nll(model, Split(sentences, chars=20), cfg, "cpu")
+    assert math.exp(nll / tokens) == pytest.approx(math.exp(-sum(by_hand) / tokens), rel=1e-5)
+
+
+def test_a_line_scored_alone_equals_the_line_scored_in_a_batch() -> None:
+    model = tiny_model()
+    rng = random.Random(1)
+    sentences = [[rng.randint(4, 11) for _ in range(rng.randint(0, 9))] for _ in range(13)]
+    batched = sentence_log_probs(model, sentences, batch_size=5)
+    alone = [sentence_log_probs(model, [s], batch_size=1)[0] for s in sentences]
+    assert batched == pytest.approx(alone, abs=1e-5)
+
+
+# --- sampling ----------------------------------------------------------------------------
+def test_same_seed_same_samples_drawn_in_one_batch() -> None:
+    tok = train_tokenizer(["a dog runs", "the cat"], "char")
+    model = tiny_model(vocab=tok.vocab_size)
+
+    def draw(seed: int, **kw: Any) -> list[str]:
+        return sample(model, tok, num=4, max_tokens=12, generator=torch.Generator().manual_seed(seed), **kw)
+
+    assert draw(3) == draw(3)
+    assert draw(3) != draw(4)
+    assert len(set(draw(3, temperature=0.0))) == 1  # greedy: every row the same
+    assert all(len(t) <= 12 for t in draw(5, top_k=2))
+
+
+def test_a_prompt_with_unseen_characters_falls_back_to_bytes() -> None:
+    tok = train_tokenizer(["a dog runs"], "char")
+    model = tiny_model(vocab=tok.vocab_size)
+    texts = sample(model, tok, prompt="a ☃ dog ü", num=2, max_tokens=5, generator=torch.Generator().manual_seed(0))
+    assert all(t.startswith("a ☃ dog ü") for t in texts)
+
+
+# --- the n-gram baseline -----------------------------------------------------------------
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_kneser_ney_distributions_sum_to_one(order: int) -> None:
+    rng = random.Random(order)
+    sentences = [[rng.randint(4, 9) for _ in range(rng.randint(1, 8))] for _ in range(100)]
+    model = KneserNey(sentences, order, vocab_size=12)
+    for history in ([EOS] * 4, [4, 5, 6, 7], [11, 11, 11, 11], [9]):
+        assert sum(model.prob(history, w) for w in range(12)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_kneser_ney_prefers_what_it_saw() -> None:
+    model = KneserNey([[4, 5, 6]] * 10 + [[4, 7]], order=3, vocab_size=10)
+    assert model.prob([EOS, 4], 5) > model.prob([EOS, 4], 7) > model.prob([EOS, 4], 9)
+
+
+# --- config and bad input ----------------------------------------------------------------
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.bptt=0", "train.bptt: must be >= 1, got 0"),
+    ("train.lm_batching=bptt", "train.lm_batching: must be one of stream, sentence"),
+    ("model.peeky=true", "model.peeky: a language model has no source to read"),
+    ("model.attention=luong", "model.attention: a language model has no source to read"),
+    ("data.source=dates", "data.source: data.task lm reads text files"),
+])
+def test_bad_lm_config_is_one_config_error(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(CHAR, [override])
+
+
+@pytest.mark.smoke
+def test_a_corpus_with_no_text_is_one_line_error(tmp_path: Path, run_script: Any) -> None:
+    root = write_corpus(tmp_path / "c", {"train": ["", "  "], "val": ["a"], "test_2016_flickr": ["a"]})
+    r = run_script("train.py", "--config", str(CHAR), "--out", str(tmp_path / "run"), *TINY, f"data.path={root}")
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"error: {root / 'train.en'}: no text (every line is empty)"]
+
+
+# --- end to end ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny LM run (stream batching). Read only."""
+    from seq2seq.training import train
+
+    root = tmp_path_factory.mktemp("lm")
+    out = root / "run"
+    train(lm_config(text_corpus(root / "corpus")), out)
+    return out
+
+
+@pytest.mark.smoke
+def test_training_writes_perplexity_bpc_and_checkpoints(lm_run: Path, metrics: Any) -> None:
+    records = metrics(lm_run)
+    epochs = [r for r in records if "valid/ppl" in r]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        assert r["valid/ppl"] == pytest.approx(math.exp(r["valid/loss"]))
+        assert r["valid/bpc"] == pytest.approx(r["valid/loss"] / math.log(2))  # char model: a token a character
+    test = records[-1]
+    assert {"test/ppl", "test/bpc", "test/ppl_sentence"} <= set(test)
+    assert any("train/loss" in r for r in records)
+    for name in ("best", "last"):
+        assert (lm_run / name / "model.safetensors").exists()
+
+
+@pytest.mark.smoke
+def test_sentence_batching_trains(tmp_path: Path) -> None:
+    from seq2seq.training import train
+
+    summary = train(lm_config(text_corpus(tmp_path / "c"), "train.lm_batching=sentence", "train.epochs=1"),
+                    tmp_path / "run")
+    assert summary["test/ppl"] == pytest.approx(summary["test/ppl_sentence"])  # both read by sentence
+
+
+@pytest.mark.smoke
+def test_early_stopping_follows_validation_perplexity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      metrics: Any) -> None:
+    """Validation perplexity that stops falling ends the run after train.patience epochs; best/
+    holds the epoch with the lowest one."""
+    from seq2seq import lm_training
+    from seq2seq.training import train
+
+    ppl = iter([5.0, 4.0, 4.5, 4.2, 3.0, 2.0])  # epochs 3 and 4 are no better than epoch 2
+
+    def fake_evaluate(self: Any, split: Any, prefix: str) -> dict[str, float]:
+        value = next(ppl) if prefix == "valid" else 9.0
+        return {f"{prefix}/loss": math.log(value), f"{prefix}/ppl": value, f"{prefix}/bpc": 1.0}
+
+    monkeypatch.setattr(lm_training.LMTrainer, "evaluate", fake_evaluate)
+    summary = train(lm_config(text_corpus(tmp_path / "c"), "train.epochs=6", "train.patience=2"), tmp_path / "run")
+    assert (summary["epoch"], summary["best"]) == (4, 4.0)
+    assert [r["valid/ppl"] for r in metrics(tmp_path / "run") if "valid/ppl" in r] == [5.0, 4.0, 4.5, 4.2]
+
+
+@pytest.mark.smoke
+def test_a_bpe_language_model_trains_and_samples(tmp_path: Path) -> None:
+    from seq2seq.checkpoint import load_lm
+    from seq2seq.training import train
+
+    config = load_config(ROOT / "configs" / "lm_multi30k_en_bpe.yaml",
+                         [*TINY, f"data.path={text_corpus(tmp_path / 'c')}", "data.vocab_size=300", "train.epochs=1"])
+    summary = train(config, tmp_path / "run")
+    assert summary["test/ppl"] > 1 and summary["test/bpc"] > 0
+    loaded = load_lm(tmp_path / "run")
+    assert loaded.tok.kind == "bpe"
+    assert sample(loaded.model, loaded.tok, prompt="a dög", num=2, max_tokens=5)[0].startswith("a dög")
+
+
+@pytest.mark.smoke
+def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Interrupted mid-epoch and resumed, the run ends with the weights of an uninterrupted one:
+    last/ carries the stream state, the optimizer and the RNGs."""
+    from seq2seq import lm_training
+    from seq2seq.checkpoint import load_lm
+    from seq2seq.training import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"), "model.dropout=0.1")
+    train(cfg, tmp_path / "straight")
+    original = lm_training.LMTrainer.train_step
+    calls = {"n": 0}
+
+    def interrupted(self: Any, *args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 5:  # mid-epoch of the first epoch
+            self.flag.signum = signal.SIGINT
+        return original(self, *args)
+
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", interrupted)
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "resumed")
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", original)
+    train(cfg, tmp_path / "resumed", resume=True)
+    a, b = load_lm(tmp_path / "straight" / "last").model, load_lm(tmp_path / "resumed" / "last").model
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, msg=name)
+
+
+@pytest.mark.smoke
+def test_generate_samples_and_scores(lm_run: Path, tmp_path: Path, run_script: Any) -> None:
+    args = ("--checkpoint", str(lm_run), "--num", "3", "--seed", "7", "--max-tokens", "20", "--prompt", "a ☃")
+    first = run_script("-m", "seq2seq.generate", *args)
+    assert first.returncode == 0, first.stderr
+    assert len(first.stdout.splitlines()) == 3 and all(t.startswith("a ☃") for t in first.stdout.splitlines())
+    assert run_script("-m", "seq2seq", "generate", *args).stdout == first.stdout  # same seed, same samples
+    lines = ["a dog runs .", "", "the cat sat on the mat ."]
+    (tmp_path / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scored = run_script("-m", "seq2seq.generate", "--checkpoint", str(lm_run), "--score", str(tmp_path / "text.txt"))
+    assert scored.returncode == 0, scored.stderr
+    rows = [row.split("\t") for row in scored.stdout.splitlines()]
+    assert [int(n) for _, n in rows] == [len(t) + 1 for t in lines]  # line for line, EOS counted
+    log_probs = [float(lp) for lp, _ in rows]
+    assert all(lp < 0 for lp in log_probs)
+    ppl = math.exp(-sum(log_probs) / sum(len(t) + 1 for t in lines))
+    assert f"perplexity {ppl:.2f}" in scored.stderr.replace(f"{ppl:.4f}", f"{ppl:.2f}")
+
+
+@pytest.mark.smoke
+def test_each_command_refuses_the_other_tasks_checkpoint(lm_run: Path, trained_run: Path, run_script: Any
+                                                         ) -> None:
+    r = run_script("-m", "seq2seq.generate", "--checkpoint", str(trained_run))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"error: {trained_run / 'best'}: this checkpoint is a translator; "
+                                             "translate with translate.py (data.task: translate)"]
+    r = run_script("translate.py", "--checkpoint", str(lm_run), stdin="a\n")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and "is a language model" in r.stderr
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(("args", "message"), [
+    (["--num", "0"], "--num must be >= 1"), (["--temperature", "-1"], "--temperature must be"),
+    (["--top-k", "-2"], "--top-k must be >= 0"), (["--score", "/nonexistent/x.txt"], "/nonexistent/x.txt"),
+])
+def test_generate_bad_options_are_one_line_errors(lm_run: Path, args: list[str], message: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.generate import main
+
+    assert main(["--checkpoint", str(lm_run), *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+# --- learns ------------------------------------------------------------------------------
+@pytest.mark.learns
+def test_learns_a_repetitive_text(tmp_path: Path) -> None:
+    """A tiny char LM on a text that repeats a few sentences reaches a low perplexity in seconds."""
+    from seq2seq.training import train
+
+    lines = ["the cat sat on the mat.", "a dog runs in the park.", "two men play ball."] * 60
+    root = write_corpus(tmp_path / "c", {"train": lines, "val": lines[:9], "test_2016_flickr": lines[:9]})
+    summary = train(lm_config(root, "model.hidden_dim=64", "model.embed_dim=16", "train.batch_size=8",
+                              "train.bptt=32", "train.epochs=8", "train.lr=0.01", "train.log_every=50"),
+                    tmp_path / "run")
+    assert summary["test/ppl_sentence"] < 2.0, summary  # from 28 characters; each sentence's own start is a guess
+    shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.smoke
+def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
+    import csv
+
+    from seq2seq.sweep import load_sweep, run_sweep
+
+    corpus = text_corpus(tmp_path / "c")
+    path = tmp_path / "sweep.yaml"
+    overrides = "\n".join(f"  {o.split('=')[0]}: {o.split('=')[1]}" for o in (*TINY, f"data.path={corpus}",
+                                                                              "train.epochs=1"))
+    path.write_text(f"base: {CHAR}\noverrides:\n{overrides}\naxes:\n  model.cell: {{rnn: rnn, lstm: lstm}}\n"
+                    "metric: ppl\n", encoding="utf-8")
+    rows = run_sweep(load_sweep(path), tmp_path / "out")
+    assert [r["variant"] for r in rows] == ["rnn", "lstm"]
+    with open(tmp_path / "out" / "results.csv", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    for row in table:
+        assert float(row["test_ppl"]) > 1 and float(row["valid_bpc"]) > 0 and int(row["params"]) > 0
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="metric: bleu does not fit data.task lm"):
+        path.write_text(path.read_text().replace("metric: ppl", "metric: bleu"), encoding="utf-8")
+        load_sweep(path)
+
+
+# --- a translator's decoder started from a language model (model.init_decoder_from) -------------
+@pytest.mark.parametrize("tie", [False, True])
+def test_init_decoder_copies_the_lm_into_a_peeky_decoder(tie: bool) -> None:
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import build_model
+
+    lm = tiny_model(layers=2, tie=tie)
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
+                                                        "model.num_layers=2", "model.peeky=true",
+                                                        f"model.tie_embeddings={str(tie).lower()}"]).model
+    model = build_model(cfg, 9, 12)
+    copied = init_decoder(model, lm)
+    assert "tgt_embed.weight" in copied and "decoder.rnn.weight_hh_l1" in copied
+    d, e = model.decoder, lm.decoder
+    torch.testing.assert_close(d.rnn.weight_ih_l0[:, :8], e.rnn.weight_ih_l0)  # the embedding's columns
+    torch.testing.assert_close(d.rnn.weight_hh_l0, e.rnn.weight_hh_l0)
+    last = d.pre_output if tie else d.output
+    assert last is not None
+    torch.testing.assert_close(last.weight[:, :32], (e.pre_output if tie else e.output).weight)  # the RNN's columns
+
+
+def test_a_plain_decoder_from_an_lm_computes_the_lm() -> None:
+    """Without peeky and attention, the started decoder is the language model: the same logits
+    from the same state."""
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import DecoderState, build_model
+
+    lm = tiny_model("gru")
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
+                                                        "model.cell=gru", "model.peeky=false"]).model
+    model = build_model(cfg, 9, 12).eval()
+    init_decoder(model, lm)
+    x = torch.randint(4, 12, (3, 7))
+    state = lm.initial_state(3)
+    theirs, _ = lm(x, state)
+    ours, _ = model.decode(x, DecoderState(hidden=state.hidden, cell=None, context=torch.zeros(3, 32)))
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_init_decoder_refuses_a_model_that_does_not_fit() -> None:
+    from seq2seq.lm import init_decoder
+    from seq2seq.model import build_model
+
+    cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=64", "model.embed_dim=8"]).model
+    with pytest.raises(ValueError, match=r"model.init_decoder_from: the language model's .* does not fit"):
+        init_decoder(build_model(cfg, 9, 12), tiny_model())
+
+
+@pytest.mark.parametrize(("config", "overrides", "message"), [
+    ("lm_multi30k_en_char.yaml", [], "model.init_decoder_from: is for a translator"),
+    ("dates.yaml", ["data.joint_vocab=true"], "model.init_decoder_from: needs the language model"),
+])
+def test_init_decoder_from_bad_configs(config: str, overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "configs" / config, [*overrides, "model.init_decoder_from=x"])
+
+
+@pytest.mark.smoke
+def test_a_translator_trains_from_an_lm_decoder(tmp_path: Path) -> None:
+    from seq2seq.checkpoint import load, load_lm
+    from seq2seq.training import train
+
+    rng = random.Random(5)
+    words = {"a": "ein", "dog": "hund", "runs": "läuft", "the": "die", "cat": "katze", "sat": "saß"}
+    pairs = [[rng.choice(list(words)) for _ in range(rng.randint(2, 5))] for _ in range(80)]
+    root = tmp_path / "c"
+    root.mkdir()
+    for split, part in (("train", pairs[:60]), ("val", pairs[60:70]), ("test_2016_flickr", pairs[70:])):
+        (root / f"{split}.en").write_text("".join(" ".join(p) + "\n" for p in part), encoding="utf-8")
+        (root / f"{split}.de").write_text("".join(" ".join(words[w] for w in p) + "\n" for p in part),
+                                          encoding="utf-8")
+    model = ["model.hidden_dim=32", "model.embed_dim=8", "model.num_layers=1", "model.tie_embeddings=true"]
+    train(lm_config(root, *model, "train.epochs=1"), tmp_path / "lm")
+    translator = load_config(ROOT / "configs" / "multi30k_de_en.yaml",
+                             [f"data.path={root}", "data.tokenizer=char", *model, "model.dropout=0",
+                              f"model.init_decoder_from={tmp_path / 'lm'}", "train.epochs=1", "train.progress=false",
+                              "train.bf16=false", "train.batch_size=16", "decode.beam_size=1"])
+    train(translator, tmp_path / "mt")
+    assert load(tmp_path / "mt" / "last").tgt_tok.to_json() == load_lm(tmp_path / "lm").tok.to_json()
