@@ -86,6 +86,17 @@ def tiny_checkpoint(trained_run: Path) -> Path:
     return trained_run / "best"
 
 
+@pytest.fixture(scope="session")
+def tiny_attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: Callable[..., Any]) -> Path:
+    """A tiny run with Luong attention (3 steps), its best/ checkpoint: for what shows
+    alignments (the server's API and demo page). Read only."""
+    from seq2seq.training import train
+
+    out = tmp_path_factory.mktemp("tiny_attention") / "run"
+    train(tiny_config("model.attention=luong", "train.max_steps=3"), out)
+    return out / "best"
+
+
 # --- test tiers ---------------------------------------------------------------------------
 # Every test is in exactly one tier (README, "Tests"):
 #   unit    in-process and quick: no training run of its own (reading the session's tiny

@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from seq2seq import serve  # noqa: E402
 from seq2seq.serve import Batching, Limits, create_app, load  # noqa: E402
-from seq2seq.training import train  # noqa: E402
 from seq2seq.translation import Translator  # noqa: E402
 
 SENTENCES = ["march 3, 2011", "TUESDAY, SEPTEMBER 27, 1994", "5/17/1953", "x", "17.05.1953",
@@ -34,10 +33,8 @@ SENTENCES = ["march 3, 2011", "TUESDAY, SEPTEMBER 27, 1994", "5/17/1953", "x", "
 
 
 @pytest.fixture(scope="module")
-def attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: Any) -> Path:
-    out = tmp_path_factory.mktemp("serve_attn") / "run"
-    train(tiny_config("model.attention=luong", "train.max_steps=3"), out)
-    return out / "best"
+def attention_checkpoint(tiny_attention_checkpoint: Path) -> Path:
+    return tiny_attention_checkpoint
 
 
 @pytest.fixture(scope="module")

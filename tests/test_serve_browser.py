@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from serve_support import CHROMIUM, missing_or_skip, running_server
@@ -20,7 +19,6 @@ missing_or_skip(("fastapi", "uvicorn", "playwright"), (CHROMIUM,), what="the dem
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from seq2seq.training import train  # noqa: E402
 from seq2seq.translation import Translator  # noqa: E402
 
 pytestmark = pytest.mark.smoke
@@ -28,10 +26,8 @@ SOURCE = "Sep 27 1994"
 
 
 @pytest.fixture(scope="module")
-def attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: Any) -> Path:
-    out = tmp_path_factory.mktemp("browser_attn") / "run"
-    train(tiny_config("model.attention=luong", "train.max_steps=3"), out)
-    return out / "best"
+def attention_checkpoint(tiny_attention_checkpoint: Path) -> Path:
+    return tiny_attention_checkpoint
 
 
 @pytest.fixture(scope="module")
