@@ -107,12 +107,12 @@ def iter_split(cfg: DataConfig, split: str) -> Iterator[Pair]:
     root = Path(cfg.path).expanduser()
     mode = cfg.invalid_utf8
     if cfg.source == "files":
-        rows = _iter_parallel(_resolve(root / f"{split}.{cfg.src_lang}"), _resolve(root / f"{split}.{cfg.tgt_lang}"),
-                              mode)
+        rows = _iter_parallel(resolve_file(root / f"{split}.{cfg.src_lang}"),
+                              resolve_file(root / f"{split}.{cfg.tgt_lang}"), mode)
     elif cfg.source == "tsv":
-        rows = _iter_tsv(_resolve(root / f"{split}.tsv"), mode)
+        rows = _iter_tsv(resolve_file(root / f"{split}.tsv"), mode)
     elif cfg.source == "jsonl":
-        rows = _iter_jsonl(_resolve(root / f"{split}.jsonl"), cfg.src_key, cfg.tgt_key, mode)
+        rows = _iter_jsonl(resolve_file(root / f"{split}.jsonl"), cfg.src_key, cfg.tgt_key, mode)
     elif cfg.source == "hf":
         rows = iter(load_split(cfg, split))
     else:
@@ -170,7 +170,7 @@ def read_jsonl(path: str | Path, src_key: str, tgt_key: str, invalid_utf8: str =
 
 
 def _read_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> Read:
-    src_path, tgt_path = _resolve(src_path), _resolve(tgt_path)
+    src_path, tgt_path = resolve_file(src_path), resolve_file(tgt_path)
     src_lines, tgt_lines = _lines(src_path, invalid_utf8), _lines(tgt_path, invalid_utf8)
     if len(src_lines) != len(tgt_lines):
         raise CorpusError(f"{src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}: "
@@ -180,12 +180,12 @@ def _read_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> Read:
 
 
 def _read_tsv(path: Path, invalid_utf8: str) -> Read:
-    path = _resolve(path)
+    path = resolve_file(path)
     return _collect(_iter_tsv(path, invalid_utf8), str(path))
 
 
 def _read_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> Read:
-    path = _resolve(path)
+    path = resolve_file(path)
     return _collect(_iter_jsonl(path, src_key, tgt_key, invalid_utf8), str(path))
 
 
@@ -203,7 +203,7 @@ def _collect(rows: Iterable[Pair | None], where: str) -> Read:
 
 def _iter_tsv(path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
     """Pairs of a TSV file, one line at a time; ``None`` for a line skipped for invalid UTF-8."""
-    for lineno, line in enumerate(_iter_lines(path, invalid_utf8), start=1):
+    for lineno, line in enumerate(iter_lines(path, invalid_utf8), start=1):
         if line is None:
             yield None
         elif line:
@@ -215,7 +215,7 @@ def _iter_tsv(path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
 
 def _iter_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> Iterator[Pair | None]:
     """Pairs of a JSONL file, one line at a time; ``None`` for a line skipped for invalid UTF-8."""
-    for lineno, line in enumerate(_iter_lines(path, invalid_utf8), start=1):
+    for lineno, line in enumerate(iter_lines(path, invalid_utf8), start=1):
         if line is None:
             yield None
             continue
@@ -238,7 +238,7 @@ def _iter_jsonl(path: Path, src_key: str, tgt_key: str, invalid_utf8: str) -> It
 def _iter_parallel(src_path: Path, tgt_path: Path, invalid_utf8: str) -> Iterator[Pair | None]:
     """Pairs of two line-aligned files, one line at a time; ``None`` where a side was skipped."""
     missing = object()
-    lines = itertools.zip_longest(_iter_lines(src_path, invalid_utf8), _iter_lines(tgt_path, invalid_utf8),
+    lines = itertools.zip_longest(iter_lines(src_path, invalid_utf8), iter_lines(tgt_path, invalid_utf8),
                                   fillvalue=missing)
     for lineno, (s, t) in enumerate(lines, start=1):
         if s is missing or t is missing:
@@ -257,7 +257,7 @@ def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _resolve(path: Path) -> Path:
+def resolve_file(path: Path) -> Path:
     """``path`` if it exists, else ``path.gz``; a CorpusError naming both if neither does."""
     if path.exists() or path.name.endswith(".gz"):
         if not path.exists():
@@ -274,10 +274,10 @@ def _lines(path: Path, invalid_utf8: str) -> list[str | None]:
 
     A line that is not valid UTF-8 is a CorpusError, or ``None`` when ``invalid_utf8="skip"``.
     """
-    return list(_iter_lines(path, invalid_utf8))
+    return list(iter_lines(path, invalid_utf8))
 
 
-def _iter_lines(path: Path, invalid_utf8: str) -> Iterator[str | None]:
+def iter_lines(path: Path, invalid_utf8: str) -> Iterator[str | None]:
     """:func:`_lines`, one line at a time (for corpora larger than memory)."""
     if invalid_utf8 not in ("error", "skip"):
         raise CorpusError(f"data.invalid_utf8: must be 'error' or 'skip', got {invalid_utf8!r}")

@@ -85,10 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _score(loaded: LoadedLM, path: Path, batch_size: int, device: torch.device, autocast: Any) -> int:
     """Print each line's log-probability and token count; the totals on stderr."""
-    from .corpus import _iter_lines
+    from .corpus import iter_lines
     from .lm_data import bits_per_char, perplexity, sentence_log_probs
 
-    lines = [line or "" for line in _iter_lines(path, "error")]
+    lines = [line or "" for line in iter_lines(path, "error")]
     if not lines:
         raise ValueError(f"{path}: no lines to score")
     ids = loaded.tok.encode_batch(lines)

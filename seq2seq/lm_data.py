@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Config, DataConfig
-from .corpus import _iter_lines, _resolve
+from .corpus import iter_lines, resolve_file
 from .lm import LanguageModel, detach_state
 from .pairs import CorpusError
 from .tokenization import EOS, PAD, Tokenizer, train_tokenizer
@@ -65,8 +65,8 @@ class LMData:
 
 def read_lines(cfg: DataConfig, split: str) -> list[str]:
     """The non-empty lines of ``{path}/{split}.{tgt_lang}[.gz]``; a CorpusError if none has text."""
-    path = _resolve(Path(cfg.path).expanduser() / f"{split}.{cfg.tgt_lang}")
-    lines = [line for line in _iter_lines(path, cfg.invalid_utf8) if line is not None and line.strip()]
+    path = resolve_file(Path(cfg.path).expanduser() / f"{split}.{cfg.tgt_lang}")
+    lines = [line for line in iter_lines(path, cfg.invalid_utf8) if line is not None and line.strip()]
     if not lines:
         raise CorpusError(f"{path}: no text (every line is empty)")
     return lines
