@@ -58,7 +58,16 @@ from .lm_data import (
     stream_batches,
     stream_rows,
 )
-from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
+from .loop import (
+    DivergedError,
+    StopFlag,
+    TrainError,
+    Window,
+    catch_signals,
+    lr_factor,
+    make_optimizer,
+    no_better_epoch,
+)
 from .loss import sequence_loss
 from .model import DecoderState, count_parameters
 from .rundir import (
@@ -291,12 +300,7 @@ class LMTrainer:
             self.save(self.out / "best")
             self.tracker.summary({"best/valid_ppl": ppl, "best/epoch": p.epoch})
             return
-        p.bad_epochs += 1
-        p.plateau_epochs += 1
-        if cfg.train.lr_schedule == "plateau" and p.plateau_epochs > cfg.train.lr_patience:
-            p.lr_scale *= cfg.train.lr_factor
-            p.plateau_epochs = 0
-        if p.bad_epochs >= cfg.train.patience:
+        if no_better_epoch(p, cfg):
             print(f"early stop: no better validation perplexity for {p.bad_epochs} epochs", flush=True)
             p.done = True
 

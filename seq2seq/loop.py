@@ -1,7 +1,8 @@
 """What every training loop here shares: its errors, the stop flag that signals set, the
-learning-rate warm-up and cosine factor, the optimizer, and the window of metrics summed
-between records. The translator's loop (:mod:`seq2seq.training`) and the language model's
-(:mod:`seq2seq.lm_training`) both use these.
+learning-rate warm-up and cosine factor, the optimizer, the window of metrics summed
+between records, and what an epoch without a better validation does. The translator's
+loop (:mod:`seq2seq.training`) and the language model's (:mod:`seq2seq.lm_training`) both
+use these.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import Config
+from .rundir import Progress
 
 
 class TrainError(RuntimeError):
@@ -139,6 +141,18 @@ class Window:
                   "epoch": epoch}
         self.reset()
         return record
+
+
+def no_better_epoch(p: Progress, cfg: Config) -> bool:
+    """An epoch whose validation did not beat the best: count it, and with the plateau
+    schedule scale the learning rate by ``train.lr_factor`` after ``train.lr_patience`` such
+    epochs in a row. -> whether ``train.patience`` such epochs have passed (stop early)."""
+    p.bad_epochs += 1
+    p.plateau_epochs += 1
+    if cfg.train.lr_schedule == "plateau" and p.plateau_epochs > cfg.train.lr_patience:
+        p.lr_scale *= cfg.train.lr_factor
+        p.plateau_epochs = 0
+    return p.bad_epochs >= cfg.train.patience
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:

@@ -52,7 +52,16 @@ from .distributed import World
 from .evaluation import METRIC_NAMES, score
 from .graphs import StepGraphs
 from .lm import init_decoder
-from .loop import DivergedError, StopFlag, TrainError, Window, catch_signals, lr_factor, make_optimizer
+from .loop import (
+    DivergedError,
+    StopFlag,
+    TrainError,
+    Window,
+    catch_signals,
+    lr_factor,
+    make_optimizer,
+    no_better_epoch,
+)
 from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
 from .rundir import (
@@ -644,12 +653,7 @@ class Trainer:
                                                     src_tok=data.src_tok, tgt_tok=data.tgt_tok))
             self.tracker.summary({f"best/valid_{cfg.train.best_metric}": value, "best/epoch": p.epoch})
             return
-        p.bad_epochs += 1
-        p.plateau_epochs += 1
-        if cfg.train.lr_schedule == "plateau" and p.plateau_epochs > cfg.train.lr_patience:
-            p.lr_scale *= cfg.train.lr_factor
-            p.plateau_epochs = 0
-        if p.bad_epochs >= cfg.train.patience:
+        if no_better_epoch(p, cfg):
             world.print(f"early stop: no better validation {self.metric_name} for {p.bad_epochs} epochs", flush=True)
             p.done = True
 
