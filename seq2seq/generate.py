@@ -4,7 +4,8 @@
                                [--max-tokens N] [--num N] [--seed S]
     python -m seq2seq.generate --checkpoint DIR --score FILE
 
-Sampling prints ``--num`` samples, one a line, drawn in one batch (:mod:`seq2seq.sampling`);
+Sampling prints ``--num`` samples, one a line, drawn in batches of up to ``--batch-size``
+(default 1,024; :mod:`seq2seq.sampling`), each batch printed as it ends;
 the same ``--seed`` gives the same samples. A prompt may hold characters the model never saw:
 the tokenizers fall back to their UTF-8 bytes (:mod:`seq2seq.tokenization`).
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from .checkpoint import LoadedLM
 
 
+SAMPLE_BATCH = 1024  # samples drawn in one batch at most (--batch-size)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq.generate",
                                 description="Sample text from a language model (data.task: lm), or score a file.")
@@ -42,11 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy (default 1)")
     p.add_argument("--top-k", type=int, default=0, help="draw from the K likeliest tokens only (default 0: all)")
     p.add_argument("--max-tokens", type=int, default=200, help="tokens drawn at most per sample (default 200)")
-    p.add_argument("--num", type=int, default=1, help="samples, drawn in one batch (default 1)")
+    p.add_argument("--num", type=int, default=1,
+                   help="samples, drawn in batches of --batch-size, printed as each batch ends (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same samples")
     p.add_argument("--score", type=Path, default=None, metavar="FILE",
                    help="print each line's log-probability and the file's perplexity instead of sampling")
-    p.add_argument("--batch-size", type=int, default=None, help="lines per batch when scoring")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"lines per batch when scoring (default: the config's decode.batch_size); "
+                        f"samples per batch when sampling (default {SAMPLE_BATCH})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = p.parse_args(argv)
 
@@ -75,9 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _score(loaded, args.score, args.batch_size or loaded.config.decode.batch_size, device,
                           autocast(loaded.config.train.bf16, device))
         generator = torch.Generator().manual_seed(args.seed)
-        texts = sample(loaded.model, loaded.tok, prompt=args.prompt, num=args.num, max_tokens=args.max_tokens,
-                       temperature=args.temperature, top_k=args.top_k, generator=generator)
-        sys.stdout.write("".join(one_line(t) + "\n" for t in texts))
+        batch = args.batch_size or SAMPLE_BATCH
+        for start in range(0, args.num, batch):  # memory bounded by the batch, whatever --num is
+            texts = sample(loaded.model, loaded.tok, prompt=args.prompt, num=min(batch, args.num - start),
+                           max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                           generator=generator)
+            sys.stdout.write("".join(one_line(t) + "\n" for t in texts))
+            sys.stdout.flush()
         return 0
 
     return run_command(run)

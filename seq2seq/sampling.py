@@ -1,9 +1,10 @@
 """Drawing text from a language model: temperature, top-k, many samples in one batch.
 
 Every sample reads EOS (the start of a sentence, :mod:`seq2seq.lm_data`) and the prompt from
-the zero state, then draws one token at a time until it draws EOS or has drawn
-``max_tokens``. The draws come from a ``torch.Generator`` on the CPU, so the same seed gives
-the same samples. The special tokens other than EOS are never drawn.
+the zero state (read once, for one row, then copied to the ``num`` rows), then draws one
+token at a time until it draws EOS or has drawn ``max_tokens``. The draws come from a
+``torch.Generator`` on the CPU, so the same seed gives the same samples. The special tokens
+other than EOS are never drawn.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ def sample(model: LanguageModel, tok: Tokenizer, *, prompt: str = "", num: int =
     model.eval()
     device = model.tgt_embed.weight.device
     prompt_ids = tok.encode(prompt)
-    x = torch.tensor([EOS, *prompt_ids], device=device).expand(num, -1)  # (N, 1 + P)
-    logits, state = model(x, model.initial_state(num, device))  # the prompt read in one call
-    last = logits[:, -1]  # (N, V)
+    x = torch.tensor([[EOS, *prompt_ids]], device=device)  # (1, 1 + P)
+    logits, state = model(x, model.initial_state(1, device))  # the prompt read once, in one call
+    copies = torch.zeros(num, dtype=torch.long, device=device)  # (N,): every sample starts from it
+    last, state = logits[:, -1].index_select(0, copies), state.select(copies)  # (N, V), N rows
     drawn: list[Tensor] = []
     done = torch.zeros(num, dtype=torch.bool)
     for _ in range(max_tokens):

@@ -340,6 +340,23 @@ def test_generate_samples_and_scores(lm_run: Path, tmp_path: Path, run_script: A
 
 
 @pytest.mark.smoke
+def test_generate_draws_more_samples_than_a_batch_in_batches(lm_run: Path, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    """--num past --batch-size: every sample printed, in batches (memory bounded by the batch,
+    not by --num: 10**8 samples was an allocation error); the same seed, the same samples."""
+    from seq2seq.generate import main
+
+    args = ["--checkpoint", str(lm_run), "--num", "7", "--batch-size", "3", "--seed", "5", "--max-tokens", "8"]
+    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert len(first) == 7
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines() == first
+    assert main([*args, "--batch-size", "1"]) == 0  # one sample per batch (the last --batch-size wins)
+    assert len(capsys.readouterr().out.splitlines()) == 7
+
+
+@pytest.mark.smoke
 def test_each_command_refuses_the_other_tasks_checkpoint(lm_run: Path, trained_run: Path, run_script: Any
                                                          ) -> None:
     r = run_script("-m", "seq2seq.generate", "--checkpoint", str(trained_run))
