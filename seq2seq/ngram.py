@@ -78,6 +78,9 @@ class KneserNey:
         return sum(math.log(self.prob(seq[:i], seq[i])) for i in range(self.order - 1, len(seq)))
 
 
+MAX_ORDER = 16  # --order at most: memory grows with it (a 100-gram of Multi30k's characters ran out of 24 GB)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq.ngram",
                                 description="Kneser-Ney n-gram perplexity on an LM config's valid and test text.")
@@ -103,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.data.task != "lm":
             raise ConfigError(f"{args.config}: data.task must be lm, got {cfg.data.task!r}")
         for order in args.order:
-            if order < 1:
-                raise ValueError(f"--order must be >= 1, got {order}")
+            if not 1 <= order <= MAX_ORDER:
+                raise ValueError(f"--order must be in [1, {MAX_ORDER}], got {order} (the counts of every order "
+                                 f"up to it are held in memory: 1.8 GB at 12 for Multi30k's characters)")
         data = prepare_lm_data(cfg, tok)
         print(f"{cfg.data.path} ({cfg.data.tgt_lang}), {cfg.data.tokenizer} tokens, vocabulary {data.tok.vocab_size}")
         for order in args.order:

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -328,6 +329,24 @@ async def _read_body(request: Any, limit: int) -> bytes:
 # --- the command -----------------------------------------------------------------------
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: any free port), for uvicorn to serve on; a
+    ValueError in one line when the name does not resolve or the address is taken or not ours."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"--host {host}: cannot resolve it ({getattr(e, 'strerror', None) or e})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    return sock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq serve",
                                 description="Serve a checkpoint: an HTTP translation API and a demo page.")
@@ -358,9 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ServeUnavailable(EXTRA_HINT) from None
         translator, info = load(args.checkpoint, args.device)
         app = create_app(translator, info, limits=limits, batching=batching)
-        print(f"serving {info['checkpoint']['name']} (FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__})",
-              file=sys.stderr)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        sock = listen(args.host, args.port)  # a clear line, before uvicorn, if the address cannot be had
+        host, port = sock.getsockname()[:2]
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # IPv6 in brackets
+        print(f"serving {info['checkpoint']['name']} on {url} (FastAPI {fastapi.__version__}, "
+              f"uvicorn {uvicorn.__version__}; Ctrl-C stops it)", file=sys.stderr, flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
         return 0
 
     return run_command(run, (ServeUnavailable,))

@@ -199,6 +199,16 @@ def test_kneser_ney_prefers_what_it_saw() -> None:
     assert model.prob([EOS, 4], 5) > model.prob([EOS, 4], 7) > model.prob([EOS, 4], 9)
 
 
+
+@pytest.mark.parametrize("order", ["0", "17", "100"])
+def test_ngram_order_out_of_range_is_one_line(order: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused before any text is read: a 100-gram of Multi30k's characters ran out of memory."""
+    from seq2seq.ngram import main
+
+    assert main(["--config", str(CHAR), "--order", "3", order]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --order must be in [1, 16], got {order}")
+
 # --- config and bad input ----------------------------------------------------------------
 @pytest.mark.parametrize(("override", "message"), [
     ("train.bptt=0", "train.bptt: must be >= 1, got 0"),

@@ -234,11 +234,41 @@ def test_serve_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Monk
 
 @pytest.mark.smoke
 def test_serve_binds_to_loopback_unless_told(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
-    seen: dict[str, Any] = {}
+    seen: list[tuple[str, int]] = []
+    served: list[Any] = []
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    real_listen = serve.listen
+
+    def fake_listen(host: str, port: int) -> Any:
+        seen.append((host, port))
+        return real_listen("127.0.0.1", 0)
+
+    monkeypatch.setattr(serve, "listen", fake_listen)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.extend(sockets))
     assert serve.main(["--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
+    assert seen[-1] == ("127.0.0.1", 8000)
     assert serve.main(["--checkpoint", str(tiny_checkpoint), "--host", "0.0.0.0", "--port", "9"]) == 0
-    assert (seen["host"], seen["port"]) == ("0.0.0.0", 9)
+    assert seen[-1] == ("0.0.0.0", 9)
+    assert len(served) == 2
+    for sock in served:
+        sock.close()
+
+
+@pytest.mark.smoke
+def test_serve_address_taken_or_unknown_is_one_line(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+                                                    ) -> None:
+    taken = serve.listen("127.0.0.1", 0)
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        assert serve.main(["--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--port", str(port)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: --host 127.0.0.1 --port {port}: cannot listen there (")
+        assert not any(line.startswith(("INFO", "ERROR", "Traceback")) for line in err)
+    finally:
+        taken.close()
+    assert serve.main(["--checkpoint", str(tiny_checkpoint), "--host", "no-such-host.invalid"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --host no-such-host.invalid: cannot")
+
+
