@@ -111,8 +111,8 @@ def _int_field(obj: dict[str, Any], name: str, default: int, low: int, high: int
         value = default
     if type(value) is not int:
         raise RequestError(422, f"{name}: must be an integer, got {_json_type(value)}")
-    if not low <= value <= high:
-        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {value}")
+    if not low <= value <= high:  # a number of 4,000 digits is JSON too: its middle cut
+        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {excerpt(str(value), 20, 6)}")
     return value
 
 

@@ -155,6 +155,8 @@ BAD = [
     (b'{"text": ["a"], "beam": true}', 422, "beam: must be an integer, got a boolean"),
     (b'{"text": ["a"], "beam": 0}', 422, "beam: must be in [1, 16], got 0"),
     (b'{"text": ["a"], "beam": 17}', 422, "beam: must be in [1, 16], got 17"),
+    (b'{"text": ["a"], "beam": 1' + b"0" * 4000 + b"}", 422, "beam: must be in [1, 16], got 10000000000000"),
+    (b'{"text": ["a"], "nbest": -' + b"9" * 1000 + b"}", 422, "nbest: must be in [1, 5], got -9999999999999"),
     (b'{"text": ["a"], "beam": 2, "nbest": 3}', 422, "nbest: must be in [1, 2], got 3"),
     (b'{"text": ["a"], "attention": "yes"}', 422, "attention: must be true or false, got a string"),
     (b'{"text": ["a"], "attention": true}', 422, "this model has no attention"),
