@@ -216,6 +216,16 @@ def test_a_decoding_failure_answers_500_in_one_line_and_the_server_goes_on(tiny_
         assert r.status_code == 500
         assert r.json() == {"error": "translation failed: CUDA out of memory (pretend)"}
         assert post(c, {"text": ["march 3, 2011"]})["translations"][0]["text"] == real(["march 3, 2011"])[0][0].text
+    # in one batch with others: only the request holding the failing line fails
+    with TestClient(create_app(translator, info, batching=Batching(max_wait_ms=300))) as c:
+        bodies = [{"text": ["5/17/1953"]}, {"text": ["x", "boom"]}, {"text": ["march 3, 2011", "12 nov 2040"]}]
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda body: c.post("/v1/translate", json=body), bodies))
+        assert list(c.app.state.batcher.calls)[0] == 5  # type: ignore[attr-defined]  # they shared a batch
+        assert [r.status_code for r in answers] == [200, 500, 200]
+        for body, r in zip(bodies, answers):
+            if r.status_code == 200:
+                assert [a["text"] for a in r.json()["translations"]] == [nb[0].text for nb in real(body["text"])]
 
 
 # --- the command ---------------------------------------------------------------------------
