@@ -191,6 +191,13 @@ def test_limits_are_configurable_and_other_methods_answer_one_line(tiny_checkpoi
         assert c.post("/v1/translate", json={"text": ["a" * 10, "b"], "beam": 3}).status_code == 200
         r = c.get("/v1/translate")
         assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+        assert r.headers["allow"] == "POST"  # as HTTP asks of a 405
+        for route in ("/", "/health", "/v1/model", "/app.js", "/style.css"):  # HEAD where GET (curl -I, monitors)
+            r = c.head(route)
+            assert r.status_code == 200 and r.headers["content-type"] == c.get(route).headers["content-type"]
+        r = c.delete("/health")
+        assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+        assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}  # in either order
     with pytest.raises(ValueError, match="--max-lines must be >= 1"):
         Limits(max_lines=0)
     with TestClient(create_app(*load(tiny_checkpoint, "cpu"), batching=Batching(max_queue=1))) as c:
