@@ -57,8 +57,9 @@ class Batcher(Generic[K, R]):
     one call at a time. A round starts when a request arrives and waits until
     ``max_wait_ms`` after the oldest waiting request, or until ``max_batch`` lines wait;
     then the waiting requests (up to ``max_batch`` lines, at least one request) are split
-    by key and each group is one call of ``work``. An exception in ``work`` fails
-    that group's requests only. At most ``max_queue`` lines wait: a request beyond that
+    by key and each group is one call of ``work``. When that call raises, each of the
+    group's requests is decoded alone, so the exception fails only the requests that
+    raise it alone. At most ``max_queue`` lines wait: a request beyond that
     is refused at once (:class:`Busy`) rather than queued without bound.
     """
 
@@ -138,12 +139,18 @@ class Batcher(Generic[K, R]):
             results = await loop.run_in_executor(self._executor, self.work, lines, key)
             if len(results) != len(lines):
                 raise RuntimeError(f"{len(lines)} lines in, {len(results)} results out")
-        except Exception as e:  # this group fails; the next round goes on
-            log.exception("decoding %d lines failed", len(lines))
-            for job in group:
-                if not job.future.done():
-                    job.future.set_exception(e)
+        except Exception as e:  # the next round goes on
             self._decoding = []
+            alive = [job for job in group if not job.future.done()]
+            if len(alive) > 1:  # one request's lines may be the cause: each alone, so only it fails
+                log.warning("decoding %d requests together failed (%s); decoding each alone",
+                            len(alive), str(e).strip().split("\n")[0])
+                for job in alive:
+                    await self._decode(loop, key, [job])
+                return
+            log.exception("decoding %d lines failed", len(lines))
+            for job in alive:
+                job.future.set_exception(e)
             return
         start = 0
         for job in group:

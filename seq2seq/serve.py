@@ -40,7 +40,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -111,8 +111,8 @@ def _int_field(obj: dict[str, Any], name: str, default: int, low: int, high: int
         value = default
     if type(value) is not int:
         raise RequestError(422, f"{name}: must be an integer, got {_json_type(value)}")
-    if not low <= value <= high:
-        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {value}")
+    if not low <= value <= high:  # a number of 4,000 digits is JSON too: its middle cut
+        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {excerpt(str(value), 20, 6)}")
     return value
 
 
@@ -248,8 +248,8 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
     app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
 
-    def error(status: int, message: str) -> Any:
-        return JSONResponse({"error": message}, status_code=status)
+    def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, e: RequestError) -> Any:
@@ -262,18 +262,19 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
         return error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> Any:  # 404, 405
-        return error(e.status_code, str(e.detail))
+    async def http_error(request: Request, e: HTTPException) -> Any:  # 404, 405 (its Allow header kept)
+        return error(e.status_code, str(e.detail), e.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> Any:
         return error(500, f"internal error: {_one_line(e)}")
 
-    @app.get("/health")
+    # GET routes answer HEAD too (curl -I, monitors), as HTTP asks of a server
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/v1/model")
+    @app.api_route("/v1/model", methods=["GET", "HEAD"])
     async def model() -> dict[str, Any]:
         return {**info, "limits": dataclasses.asdict(limits), "batching": dataclasses.asdict(batching)}
 
@@ -303,7 +304,7 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
         return serve_page
 
     for route in PAGES:
-        app.get(route, include_in_schema=False)(page(route))
+        app.api_route(route, methods=["GET", "HEAD"], include_in_schema=False)(page(route))
     return app
 
 

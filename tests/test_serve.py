@@ -155,6 +155,8 @@ BAD = [
     (b'{"text": ["a"], "beam": true}', 422, "beam: must be an integer, got a boolean"),
     (b'{"text": ["a"], "beam": 0}', 422, "beam: must be in [1, 16], got 0"),
     (b'{"text": ["a"], "beam": 17}', 422, "beam: must be in [1, 16], got 17"),
+    (b'{"text": ["a"], "beam": 1' + b"0" * 4000 + b"}", 422, "beam: must be in [1, 16], got 10000000000000"),
+    (b'{"text": ["a"], "nbest": -' + b"9" * 1000 + b"}", 422, "nbest: must be in [1, 5], got -9999999999999"),
     (b'{"text": ["a"], "beam": 2, "nbest": 3}', 422, "nbest: must be in [1, 2], got 3"),
     (b'{"text": ["a"], "attention": "yes"}', 422, "attention: must be true or false, got a string"),
     (b'{"text": ["a"], "attention": true}', 422, "this model has no attention"),
@@ -189,6 +191,13 @@ def test_limits_are_configurable_and_other_methods_answer_one_line(tiny_checkpoi
         assert c.post("/v1/translate", json={"text": ["a" * 10, "b"], "beam": 3}).status_code == 200
         r = c.get("/v1/translate")
         assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+        assert r.headers["allow"] == "POST"  # as HTTP asks of a 405
+        for route in ("/", "/health", "/v1/model", "/app.js", "/style.css"):  # HEAD where GET (curl -I, monitors)
+            r = c.head(route)
+            assert r.status_code == 200 and r.headers["content-type"] == c.get(route).headers["content-type"]
+        r = c.delete("/health")
+        assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+        assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}  # in either order
     with pytest.raises(ValueError, match="--max-lines must be >= 1"):
         Limits(max_lines=0)
     with TestClient(create_app(*load(tiny_checkpoint, "cpu"), batching=Batching(max_queue=1))) as c:
@@ -214,6 +223,16 @@ def test_a_decoding_failure_answers_500_in_one_line_and_the_server_goes_on(tiny_
         assert r.status_code == 500
         assert r.json() == {"error": "translation failed: CUDA out of memory (pretend)"}
         assert post(c, {"text": ["march 3, 2011"]})["translations"][0]["text"] == real(["march 3, 2011"])[0][0].text
+    # in one batch with others: only the request holding the failing line fails
+    with TestClient(create_app(translator, info, batching=Batching(max_wait_ms=1000))) as c:
+        bodies = [{"text": ["5/17/1953"]}, {"text": ["x", "boom"]}, {"text": ["march 3, 2011", "12 nov 2040"]}]
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda body: c.post("/v1/translate", json=body), bodies))
+        assert list(c.app.state.batcher.calls)[0] == 5  # type: ignore[attr-defined]  # they shared a batch
+        assert [r.status_code for r in answers] == [200, 500, 200]
+        for body, r in zip(bodies, answers):
+            if r.status_code == 200:
+                assert [a["text"] for a in r.json()["translations"]] == [nb[0].text for nb in real(body["text"])]
 
 
 # --- the command ---------------------------------------------------------------------------

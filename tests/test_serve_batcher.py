@@ -61,7 +61,7 @@ def test_a_round_takes_at_most_max_batch_lines_and_never_splits_a_request() -> N
         [("x", 1), ("y", 1), ("z", 1)]]
 
 
-def test_a_failing_call_fails_its_group_only_and_the_next_round_is_served() -> None:
+def test_a_failing_call_fails_only_the_request_that_fails_alone_and_the_next_round_is_served() -> None:
     work = Fake()
 
     async def scenario() -> tuple[list[object], list[tuple[str, int]]]:
@@ -76,9 +76,11 @@ def test_a_failing_call_fails_its_group_only_and_the_next_round_is_served() -> N
         return first, after
 
     first, after = asyncio.run(scenario())
-    assert isinstance(first[0], RuntimeError) and isinstance(first[1], RuntimeError)  # same group (A)
+    assert isinstance(first[0], RuntimeError)
+    assert first[1] == [("ok", 1)]  # shared the failing call, then decoded alone
     assert first[2] == [("fine", 5)]
     assert after == [("later", 1)]
+    assert [lines for lines, _ in work.calls if _ == A] == [["boom", "ok"], ["boom"], ["ok"], ["later"]]
 
 
 def test_a_request_whose_client_left_is_not_decoded() -> None:

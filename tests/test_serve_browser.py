@@ -77,6 +77,14 @@ def test_type_a_line_see_translation_nbest_and_heatmap(page_url: str, attention_
             page.click("#go")
             page.wait_for_selector("#error:not([hidden])")
             assert page.inner_text("#error") == "beam: must be in [1, 16], got 99"
+            assert not page.is_visible("#result")  # not the last line's translation under this error
+            # an answer that is not JSON (a proxy's error page): its status, not a parse error
+            page.route("**/v1/translate", lambda route: route.fulfill(
+                status=502, content_type="text/html", body="<html><body>Bad Gateway</body></html>"))
+            page.fill("#beam", "2")
+            page.click("#go")
+            page.wait_for_selector("#error:has-text('HTTP 502')", timeout=10_000)
+            assert page.inner_text("#error") in ("HTTP 502", "HTTP 502 Bad Gateway")
         finally:
             browser.close()
     assert requests and all(url.startswith(page_url + "/") for url in requests), requests

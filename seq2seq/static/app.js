@@ -24,6 +24,13 @@ function cell(tag, text, cls) {
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
+  if (message) $("result").hidden = true;  // not the last line's result under this line's error
+}
+
+// a response's JSON, or null when its body is not JSON (a proxy's error page, uvicorn's own 400)
+async function jsonOrNull(response) {
+  const text = await response.text();
+  try { return JSON.parse(text); } catch { return null; }
 }
 
 async function loadModel() {
@@ -79,8 +86,11 @@ async function translate(event) {
   try {
     const response = await fetch("/v1/translate", {
       method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-    const answer = await response.json();
-    if (!response.ok) { showError(answer.error || `HTTP ${response.status}`); return; }
+    const answer = await jsonOrNull(response);
+    if (!response.ok || !answer) {
+      showError((answer && answer.error) || `HTTP ${response.status} ${response.statusText}`.trim());
+      return;
+    }
     showError("");
     const t = answer.translations[0];
     $("translation").textContent = t.text;
