@@ -234,6 +234,10 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
     except ImportError:
         raise ServeUnavailable(EXTRA_HINT) from None
 
+    if info["beam_size"] > limits.max_beam:  # else every request without a beam would be refused
+        raise ValueError(f"{info['checkpoint']['name']}: its decode.beam_size {info['beam_size']} is over "
+                         f"--max-beam {limits.max_beam} (the beam of a request that names none); "
+                         f"pass --max-beam {info['beam_size']} or more")
     batching = batching or Batching()
     batcher: Batcher[Settings, dict[str, Any]] = Batcher(translate_work(translator), batching)
     static = resources.files("seq2seq") / "static"

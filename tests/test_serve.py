@@ -177,13 +177,13 @@ def test_bad_input_gets_a_4xx_with_one_line(client: TestClient, body: bytes, sta
 
 
 def test_limits_are_configurable_and_other_methods_answer_one_line(tiny_checkpoint: Path) -> None:
-    limits = Limits(max_lines=2, max_chars=10, max_body_bytes=200, max_beam=3)
+    limits = Limits(max_lines=2, max_chars=10, max_body_bytes=200, max_beam=5)  # the checkpoint's beam: 5
     with TestClient(create_app(*load(tiny_checkpoint, "cpu"), limits=limits)) as c:
         assert c.get("/v1/model").json()["limits"] == {"max_lines": 2, "max_chars": 10, "max_body_bytes": 200,
-                                                       "max_beam": 3}
+                                                       "max_beam": 5}
         cases = [({"text": ["a", "b", "c"]}, 422, "3 lines, over the limit of 2"),
                  ({"text": ["a" * 11]}, 422, "11 characters, over the limit of 10"),
-                 ({"text": ["a"], "beam": 4}, 422, "beam: must be in [1, 3], got 4"),
+                 ({"text": ["a"], "beam": 6}, 422, "beam: must be in [1, 5], got 6"),
                  ({"text": ["a" * 10, "b"], "x": "y" * 200}, 413, "over the limit of 200")]
         for body, status, reason in cases:
             r = c.post("/v1/translate", json=body)
@@ -272,6 +272,13 @@ def test_serve_binds_to_loopback_unless_told(monkeypatch: pytest.MonkeyPatch, ti
     assert len(served) == 2
     for sock in served:
         sock.close()
+
+
+def test_a_checkpoint_beam_over_the_limit_is_refused_at_start(tiny_checkpoint: Path) -> None:
+    translator, info = load(tiny_checkpoint, "cpu")
+    with pytest.raises(ValueError, match=rf"decode.beam_size {info['beam_size']} is over --max-beam 1 .*"
+                                         rf"pass --max-beam {info['beam_size']} or more"):
+        create_app(translator, info, limits=Limits(max_beam=1))
 
 
 @pytest.mark.smoke
