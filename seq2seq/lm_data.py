@@ -159,6 +159,25 @@ def row_nll(logits: Tensor, y: Tensor) -> Tensor:
     return nll.view(y.shape).sum(dim=1)  # (B,)
 
 
+SCORE_TOKENS_PER_LINE = 256  # a scoring batch holds at most batch_size * this many padded tokens
+
+
+def score_batches(sentences: Sequence[Sentence], batch_size: int) -> list[list[int]]:
+    """The sentences' indices, shortest first, cut into batches of at most ``batch_size``
+    sentences and, past one sentence, at most ``batch_size * 256`` padded positions (each
+    row padded to the batch's longest): a long line is scored alone, not with the other
+    rows padded to its length (one 1 MiB line in a file of short ones was 256 rows of 1 Mi)."""
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    budget = batch_size * SCORE_TOKENS_PER_LINE
+    cuts: list[list[int]] = []
+    for i in order:  # ascending: the sentence added is the batch's longest
+        if cuts and len(cuts[-1]) < batch_size and (len(cuts[-1]) + 1) * (len(sentences[i]) + 1) <= budget:
+            cuts[-1].append(i)
+        else:
+            cuts.append([i])
+    return cuts
+
+
 @torch.no_grad()
 def sentence_log_probs(model: LanguageModel, sentences: Sequence[Sentence], batch_size: int,
                        device: torch.device | str = "cpu", autocast: Any = None) -> list[float]:
@@ -166,10 +185,8 @@ def sentence_log_probs(model: LanguageModel, sentences: Sequence[Sentence], batc
     the input order. A sentence's score does not depend on the batch it is scored in."""
     was_training = model.training
     model.eval()
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = [0.0] * len(sentences)
-    for c in range(0, len(order), batch_size):
-        cut = order[c:c + batch_size]
+    for cut in score_batches(sentences, batch_size):
         x, y = sentence_rows([sentences[i] for i in cut])
         x, y = x.to(device), y.to(device)
         with autocast or nullcontext():

@@ -163,6 +163,22 @@ def test_a_line_scored_alone_equals_the_line_scored_in_a_batch() -> None:
     assert batched == pytest.approx(alone, abs=1e-5)
 
 
+def test_a_long_line_is_scored_alone_not_padding_the_others_to_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One very long line among short ones: no batch pads several rows to its length (that
+    was batch_size rows of the long line's length: 300 GB for a 1 MiB line at batch 256)."""
+    from seq2seq import lm_data
+
+    model = tiny_model()
+    sentences = [[5] * 3000] + [[6, 7, 8]] * 15
+    shapes: list[tuple[int, ...]] = []
+    rows = lm_data.sentence_rows
+    monkeypatch.setattr(lm_data, "sentence_rows", lambda s: shapes.append((len(s), max(map(len, s)) + 1)) or rows(s))
+    scores = sentence_log_probs(model, sentences, batch_size=8)
+    assert all(b == 1 or b * t <= 8 * 256 for b, t in shapes), shapes
+    assert sorted(b for b, _ in shapes) == [1, 7, 8]
+    assert scores[0] == pytest.approx(sentence_log_probs(model, sentences[:1], batch_size=1)[0], abs=1e-3)
+
+
 # --- sampling ----------------------------------------------------------------------------
 def test_same_seed_same_samples_drawn_in_one_batch() -> None:
     tok = train_tokenizer(["a dog runs", "the cat"], "char")
