@@ -346,6 +346,31 @@ def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, mo
         torch.testing.assert_close(x, y, msg=name)
 
 
+@pytest.mark.parametrize("change", ["train.bptt=5", "train.lm_batching=sentence", "train.seed=2"])
+def test_resume_mid_epoch_refuses_other_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+                                                ) -> None:
+    """Stopped mid-epoch, a run resumed with another bptt, batching or seed would go on from
+    the same batch number of other batches (text skipped or read twice): refused in one line."""
+    from seq2seq import lm_training
+    from seq2seq.checkpoint import CheckpointError
+    from seq2seq.training import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"))
+    original = lm_training.LMTrainer.train_step
+
+    def interrupted(self: Any, *args: Any) -> Any:
+        self.flag.signum = signal.SIGINT
+        return original(self, *args)
+
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", interrupted)
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "run")
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", original)
+    with pytest.raises(CheckpointError, match=f"stopped mid-epoch .*{change.split('=')[0]}="):
+        train(lm_config(tmp_path / "c", change), tmp_path / "run", resume=True)
+    train(lm_config(tmp_path / "c", "train.epochs=1"), tmp_path / "run", resume=True)  # the same batches: goes on
+
+
 @pytest.mark.smoke
 def test_generate_samples_and_scores(lm_run: Path, tmp_path: Path, run_script: Any) -> None:
     args = ("--checkpoint", str(lm_run), "--num", "3", "--seed", "7", "--max-tokens", "20", "--prompt", "a ☃")
