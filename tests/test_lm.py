@@ -193,6 +193,24 @@ def test_same_seed_same_samples_drawn_in_one_batch() -> None:
     assert all(len(t) <= 12 for t in draw(5, top_k=2))
 
 
+@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 1e-300, 1e300])
+def test_extreme_temperatures_draw_without_nan(temperature: float) -> None:
+    """A tiny temperature draws the argmax, a huge one any token but the special ones (both
+    were a multinomial traceback: nan probabilities)."""
+    from seq2seq.sampling import draw
+    from seq2seq.tokenization import BOS, UNK
+
+    logits = 100 * torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
+    drawn = draw(logits, temperature, 0, torch.Generator().manual_seed(1))
+    if temperature < 1:
+        masked = logits.clone()
+        masked[:, [PAD, BOS, UNK]] = float("-inf")
+        assert drawn.tolist() == masked.argmax(dim=-1).tolist()
+    else:
+        assert not set(drawn.tolist()) & {PAD, BOS, UNK}
+        assert len(set(drawn.tolist())) > 3
+
+
 def test_a_prompt_with_unseen_characters_falls_back_to_bytes() -> None:
     tok = train_tokenizer(["a dog runs"], "char")
     model = tiny_model(vocab=tok.vocab_size)
