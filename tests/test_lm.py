@@ -179,6 +179,18 @@ def test_a_long_line_is_scored_alone_not_padding_the_others_to_its_length(monkey
     assert scores[0] == pytest.approx(sentence_log_probs(model, sentences[:1], batch_size=1)[0], abs=1e-3)
 
 
+def test_sentence_batches_cut_a_long_line_alone_and_short_ones_as_before() -> None:
+    from seq2seq.lm_data import sentence_batches
+
+    rng = random.Random(2)
+    short = [[rng.randint(4, 11) for _ in range(rng.randint(1, 255))] for _ in range(40)]
+    shapes = [tuple(x.shape) for x, _ in sentence_batches(short, 8, seed=3)]
+    assert sorted(b for b, _ in shapes) == [8] * 5  # every batch full, as before the cap
+    shapes = [tuple(x.shape) for x, _ in sentence_batches([[5] * 3000, *short[:39]], 8, seed=3)]
+    assert all(b == 1 or b * t <= 8 * 256 for b, t in shapes), shapes  # was 8 rows of 3001
+    assert (1, 3001) in shapes and sum(b for b, _ in shapes) == 40
+
+
 # --- sampling ----------------------------------------------------------------------------
 def test_same_seed_same_samples_drawn_in_one_batch() -> None:
     tok = train_tokenizer(["a dog runs", "the cat"], "char")
