@@ -125,6 +125,25 @@ def sentence_rows(sentences: Sequence[Sentence]) -> tuple[Tensor, Tensor]:
     return x, y  # (B, T)
 
 
+TOKENS_PER_LINE = 256  # a padded batch holds at most batch_size * this many positions (past one row)
+
+
+def cut_sorted(order: Sequence[int], sentences: Sequence[Sentence], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``batch_size`` sentences and,
+    past one sentence, at most ``batch_size * 256`` padded positions (each row padded to the
+    batch's longest): a long line is a batch alone, not the other rows padded to its length
+    (one 1 MiB line among short ones was 256 rows of 1 Mi). Sentences under 256 tokens are
+    cut every ``batch_size`` as before."""
+    budget = batch_size * TOKENS_PER_LINE
+    cuts: list[list[int]] = []
+    for i in order:  # ascending: the sentence added is the batch's longest
+        if cuts and len(cuts[-1]) < batch_size and (len(cuts[-1]) + 1) * (len(sentences[i]) + 1) <= budget:
+            cuts[-1].append(i)
+        else:
+            cuts.append([i])
+    return cuts
+
+
 def sentence_batches(sentences: Sequence[Sentence], batch_size: int, seed: int | None
                      ) -> Iterator[tuple[Tensor, Tensor]]:
     """Padded batches of ``batch_size`` sentences of similar length; with a ``seed``, the
@@ -136,8 +155,7 @@ def sentence_batches(sentences: Sequence[Sentence], batch_size: int, seed: int |
     chunk = 50 * batch_size
     cuts: list[list[int]] = []
     for c in range(0, len(order), chunk):
-        part = sorted(order[c:c + chunk], key=lambda i: len(sentences[i]))
-        cuts += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+        cuts += cut_sorted(sorted(order[c:c + chunk], key=lambda i: len(sentences[i])), sentences, batch_size)
     if seed is not None:
         rng.shuffle(cuts)
     for cut in cuts:
@@ -159,6 +177,11 @@ def row_nll(logits: Tensor, y: Tensor) -> Tensor:
     return nll.view(y.shape).sum(dim=1)  # (B,)
 
 
+def score_batches(sentences: Sequence[Sentence], batch_size: int) -> list[list[int]]:
+    """The sentences' indices, shortest first, cut into batches (:func:`cut_sorted`)."""
+    return cut_sorted(sorted(range(len(sentences)), key=lambda i: len(sentences[i])), sentences, batch_size)
+
+
 @torch.no_grad()
 def sentence_log_probs(model: LanguageModel, sentences: Sequence[Sentence], batch_size: int,
                        device: torch.device | str = "cpu", autocast: Any = None) -> list[float]:
@@ -166,10 +189,8 @@ def sentence_log_probs(model: LanguageModel, sentences: Sequence[Sentence], batc
     the input order. A sentence's score does not depend on the batch it is scored in."""
     was_training = model.training
     model.eval()
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = [0.0] * len(sentences)
-    for c in range(0, len(order), batch_size):
-        cut = order[c:c + batch_size]
+    for cut in score_batches(sentences, batch_size):
         x, y = sentence_rows([sentences[i] for i in cut])
         x, y = x.to(device), y.to(device)
         with autocast or nullcontext():

@@ -148,6 +148,8 @@ class LMTrainer:
               + (f", bptt {cfg.train.bptt}" if cfg.train.lm_batching == "stream" else ""), flush=True)
         optimizer = make_optimizer(model, cfg, device)
         progress = restore(out, optimizer, reset_optimizer, 0) if resume else Progress()
+        if loaded is not None and progress.batch_in_epoch:
+            _check_same_batches(out, loaded.config, cfg, progress.batch_in_epoch)
         carried = _restore_state(out, model, cfg, device) if resume and progress.batch_in_epoch else None
         if overwrite and not resume:
             replace_run(out)
@@ -332,6 +334,20 @@ class LMTrainer:
             if self.carried.cell is not None:
                 extra["lm.cell"] = self.carried.cell
         save_last(self.out, self.cfg, self.model, (self.data.tok, self.data.tok), self.optimizer, p, extra=extra)
+
+
+EPOCH_KEYS = ("lm_batching", "batch_size", "bptt", "seed")  # what cuts an epoch into its batches
+
+
+def _check_same_batches(out: Path, saved: Config, cfg: Config, done: int) -> None:
+    """A run stopped mid-epoch goes on from batch ``done`` of the same batches: refused in one
+    line if a key that cuts the epoch differs (the rest of the epoch would skip or repeat text)."""
+    for key in EPOCH_KEYS:
+        before, now = getattr(saved.train, key), getattr(cfg.train, key)
+        if before != now:
+            raise checkpoint.CheckpointError(
+                f"{out / 'last'}: stopped mid-epoch ({done} batches done) with train.{key}={before}, resumed with "
+                f"{now}; resume with train.{key}={before} (it may change at an epoch's end)")
 
 
 def _restore_state(out: Path, model: LanguageModel, cfg: Config, device: torch.device) -> DecoderState | None:

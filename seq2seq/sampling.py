@@ -25,7 +25,16 @@ def draw(logits: Tensor, temperature: float, top_k: int, generator: torch.Genera
     logits[:, [PAD, BOS, UNK]] = float("-inf")
     if temperature == 0:
         return logits.argmax(dim=-1)
-    logits = logits / temperature
+    if temperature < torch.finfo(logits.dtype).tiny:  # 0 in fp32 (1e-300): its limit, greedy
+        return logits.argmax(dim=-1)
+    # a huge temperature (inf in fp32) made the masked -inf / inf = nan, a tiny one could
+    # overflow to inf (then inf - inf in the softmax): the masked kept -inf, and on overflow
+    # the largest shifted to 0 before the division
+    allowed = torch.isfinite(logits)
+    scaled = logits / temperature
+    if not bool(torch.isfinite(scaled[allowed]).all()):
+        scaled = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
+    logits = scaled.masked_fill(~allowed, float("-inf"))
     if 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))

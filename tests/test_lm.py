@@ -163,6 +163,34 @@ def test_a_line_scored_alone_equals_the_line_scored_in_a_batch() -> None:
     assert batched == pytest.approx(alone, abs=1e-5)
 
 
+def test_a_long_line_is_scored_alone_not_padding_the_others_to_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One very long line among short ones: no batch pads several rows to its length (that
+    was batch_size rows of the long line's length: 300 GB for a 1 MiB line at batch 256)."""
+    from seq2seq import lm_data
+
+    model = tiny_model()
+    sentences = [[5] * 3000] + [[6, 7, 8]] * 15
+    shapes: list[tuple[int, ...]] = []
+    rows = lm_data.sentence_rows
+    monkeypatch.setattr(lm_data, "sentence_rows", lambda s: shapes.append((len(s), max(map(len, s)) + 1)) or rows(s))
+    scores = sentence_log_probs(model, sentences, batch_size=8)
+    assert all(b == 1 or b * t <= 8 * 256 for b, t in shapes), shapes
+    assert sorted(b for b, _ in shapes) == [1, 7, 8]
+    assert scores[0] == pytest.approx(sentence_log_probs(model, sentences[:1], batch_size=1)[0], abs=1e-3)
+
+
+def test_sentence_batches_cut_a_long_line_alone_and_short_ones_as_before() -> None:
+    from seq2seq.lm_data import sentence_batches
+
+    rng = random.Random(2)
+    short = [[rng.randint(4, 11) for _ in range(rng.randint(1, 255))] for _ in range(40)]
+    shapes = [tuple(x.shape) for x, _ in sentence_batches(short, 8, seed=3)]
+    assert sorted(b for b, _ in shapes) == [8] * 5  # every batch full, as before the cap
+    shapes = [tuple(x.shape) for x, _ in sentence_batches([[5] * 3000, *short[:39]], 8, seed=3)]
+    assert all(b == 1 or b * t <= 8 * 256 for b, t in shapes), shapes  # was 8 rows of 3001
+    assert (1, 3001) in shapes and sum(b for b, _ in shapes) == 40
+
+
 # --- sampling ----------------------------------------------------------------------------
 def test_same_seed_same_samples_drawn_in_one_batch() -> None:
     tok = train_tokenizer(["a dog runs", "the cat"], "char")
@@ -175,6 +203,24 @@ def test_same_seed_same_samples_drawn_in_one_batch() -> None:
     assert draw(3) != draw(4)
     assert len(set(draw(3, temperature=0.0))) == 1  # greedy: every row the same
     assert all(len(t) <= 12 for t in draw(5, top_k=2))
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 1e-37, 1e-300, 1e300])
+def test_extreme_temperatures_draw_without_nan(temperature: float) -> None:
+    """A tiny temperature draws the argmax, a huge one any token but the special ones (both
+    were a multinomial traceback: nan probabilities)."""
+    from seq2seq.sampling import draw
+    from seq2seq.tokenization import BOS, UNK
+
+    logits = 100 * torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
+    drawn = draw(logits, temperature, 0, torch.Generator().manual_seed(1))
+    if temperature < 1:
+        masked = logits.clone()
+        masked[:, [PAD, BOS, UNK]] = float("-inf")
+        assert drawn.tolist() == masked.argmax(dim=-1).tolist()
+    else:
+        assert not set(drawn.tolist()) & {PAD, BOS, UNK}
+        assert len(set(drawn.tolist())) > 3
 
 
 def test_a_prompt_with_unseen_characters_falls_back_to_bytes() -> None:
@@ -328,6 +374,31 @@ def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, mo
     a, b = load_lm(tmp_path / "straight" / "last").model, load_lm(tmp_path / "resumed" / "last").model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(x, y, msg=name)
+
+
+@pytest.mark.parametrize("change", ["train.bptt=5", "train.lm_batching=sentence", "train.seed=2"])
+def test_resume_mid_epoch_refuses_other_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+                                                ) -> None:
+    """Stopped mid-epoch, a run resumed with another bptt, batching or seed would go on from
+    the same batch number of other batches (text skipped or read twice): refused in one line."""
+    from seq2seq import lm_training
+    from seq2seq.checkpoint import CheckpointError
+    from seq2seq.training import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"))
+    original = lm_training.LMTrainer.train_step
+
+    def interrupted(self: Any, *args: Any) -> Any:
+        self.flag.signum = signal.SIGINT
+        return original(self, *args)
+
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", interrupted)
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "run")
+    monkeypatch.setattr(lm_training.LMTrainer, "train_step", original)
+    with pytest.raises(CheckpointError, match=f"stopped mid-epoch .*{change.split('=')[0]}="):
+        train(lm_config(tmp_path / "c", change), tmp_path / "run", resume=True)
+    train(lm_config(tmp_path / "c", "train.epochs=1"), tmp_path / "run", resume=True)  # the same batches: goes on
 
 
 @pytest.mark.smoke
