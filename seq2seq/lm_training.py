@@ -31,7 +31,6 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +63,11 @@ from .loop import (
     TrainError,
     Window,
     catch_signals,
-    lr_factor,
     make_optimizer,
     no_better_epoch,
+    progress_bar,
+    set_lr,
+    update,
 )
 from .loss import sequence_loss
 from .model import DecoderState, count_parameters
@@ -204,15 +205,16 @@ class LMTrainer:
         if stream and state is None:
             state = self.model.initial_state(batches[0][0].shape[0], self.device)
         stop, lr = "epoch_done", 0.0
-        for x, y in _progress(batches[p.batch_in_epoch:], cfg, p, len(batches)):
-            lr = cfg.train.lr * p.lr_scale * lr_factor(p.step, total_steps, cfg)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+        bar = progress_bar(cfg, len(batches), p)
+        for x, y in batches[p.batch_in_epoch:]:
+            lr = set_lr(self.optimizer, cfg, p, total_steps)
             x, y = x.to(self.device), y.to(self.device)
             start = state if stream else self.model.initial_state(x.shape[0], self.device)
             assert start is not None
             loss_sum, tokens, norm, ok, state = self.train_step(x, y, start)
             p.batch_in_epoch += 1
+            if bar is not None:
+                bar.update(1)
             self.carried = state if stream else None
             if not self.step_was_finite(ok):
                 continue
@@ -226,6 +228,8 @@ class LMTrainer:
             if cfg.train.max_steps and p.step >= cfg.train.max_steps:
                 stop = "max_steps"
                 break
+        if bar is not None:
+            bar.close()
         if stop == "signal":
             p.window = window.state()
         elif window.steps:
@@ -241,14 +245,9 @@ class LMTrainer:
             logits, new_state = self.model(x, state)  # (B, T, V)
             loss_sum = sequence_loss(logits, y, self.cfg.train.label_smoothing)
         tokens = int((y != PAD).sum())
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum / max(tokens, 1)).backward()
-        clip = self.cfg.train.clip_norm if self.cfg.train.clip_norm > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        ok = bool(torch.isfinite(loss_sum) & torch.isfinite(norm))
-        if ok:
-            self.optimizer.step()
-        return loss_sum.detach(), tokens, norm.detach(), ok, detach_state(new_state)
+        loss_total, _, norm, ok = update(self.model, loss_sum, loss_sum.detach(), max(tokens, 1), self.optimizer,
+                                         self.cfg)
+        return loss_total, tokens, norm, ok, detach_state(new_state)
 
     def step_was_finite(self, ok: bool) -> bool:
         """The NaN guard: ``max_bad_steps`` skipped steps in a row end the run."""
@@ -363,15 +362,3 @@ def _restore_state(out: Path, model: LanguageModel, cfg: Config, device: torch.d
         raise checkpoint.CheckpointError(f"{out / 'last'}: the saved LM state does not fit the model")
     cell = tensors["lm.cell"].to(device) if state.cell is not None else None
     return DecoderState(hidden=hidden, cell=cell, context=state.context)
-
-
-def _progress(batches: list[tuple[Tensor, Tensor]], cfg: Config, p: Progress, total: int
-              ) -> Iterator[tuple[Tensor, Tensor]]:
-    if not cfg.train.progress:
-        yield from batches
-        return
-    from tqdm import tqdm
-
-    yield from tqdm(batches, total=total, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}", leave=False,
-                    dynamic_ncols=True)
-

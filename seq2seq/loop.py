@@ -1,6 +1,7 @@
 """What every training loop here shares: its errors, the stop flag that signals set, the
-learning-rate warm-up and cosine factor, the optimizer, the window of metrics summed
-between records, and what an epoch without a better validation does. The translator's
+learning-rate warm-up and cosine factor, the optimizer and its update (backward, clipping,
+the NaN/inf guard), the progress bar, the window of metrics summed between records, and
+what an epoch without a better validation does. The translator's
 loop (:mod:`seq2seq.training`) and the language model's (:mod:`seq2seq.lm_training`) both
 use these.
 """
@@ -153,6 +154,45 @@ def no_better_epoch(p: Progress, cfg: Config) -> bool:
         p.lr_scale *= cfg.train.lr_factor
         p.plateau_epochs = 0
     return p.bad_epochs >= cfg.train.patience
+
+
+def set_lr(optimizer: torch.optim.Optimizer, cfg: Config, p: Progress, total_steps: int) -> float:
+    """The learning rate of the next step, set in every group: base x plateau factor x warm-up/cosine."""
+    lr = cfg.train.lr * p.lr_scale * lr_factor(p.step, total_steps, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def update(net: nn.Module, loss_sum: Tensor, loss_total: Tensor, tokens: Any, optimizer: torch.optim.Optimizer,
+           cfg: Config, defer: bool = False, scale: int = 1) -> tuple[Tensor, Any, Tensor, Any]:
+    """Backward of ``loss_sum / tokens * scale``, clipping, and the optimizer step unless the
+    loss or gradient is NaN/inf (skipped on the device with ``defer``: fused Adam's ``found_inf``).
+    -> (``loss_total``, tokens, gradient norm, whether the step was taken: a 0-dim bool tensor
+    with ``defer``, else a bool after one host sync)."""
+    optimizer.zero_grad(set_to_none=True)
+    (loss_sum / tokens * scale).backward()
+    clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    finite = torch.isfinite(loss_total) & torch.isfinite(norm)  # () bool, on the device
+    if defer:
+        optimizer.found_inf = (~finite).to(torch.float32)  # type: ignore[attr-defined]
+        optimizer.step()  # a no-op on the device when found_inf is 1 (Adam's step count restored too)
+        return loss_total, tokens, norm.detach(), finite
+    ok = bool(finite)  # one host sync per step
+    if ok:
+        optimizer.step()
+    return loss_total, int(tokens), norm.detach(), ok
+
+
+def progress_bar(cfg: Config, total: int, p: Progress) -> Any:
+    """The epoch's tqdm bar (``train.progress``), from the batches already done; or None."""
+    if not cfg.train.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}", leave=False,
+                dynamic_ncols=True)
 
 
 def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch.optim.Optimizer:

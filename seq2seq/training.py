@@ -58,9 +58,11 @@ from .loop import (
     TrainError,
     Window,
     catch_signals,
-    lr_factor,
     make_optimizer,
     no_better_epoch,
+    progress_bar,
+    set_lr,
+    update,
 )
 from .loss import sequence_loss
 from .model import Seq2Seq, build_model, count_parameters
@@ -222,7 +224,7 @@ def train_step(net: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, c
         logits = net(batch, tf_ratio)  # (B, T, V)
         loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
     loss_total, tokens = _global_sums(loss_sum, batch.num_tgt_tokens, world)
-    return _update(net, loss_sum, loss_total, tokens, optimizer, cfg, defer, scale=world.size)
+    return update(net, loss_sum, loss_total, tokens, optimizer, cfg, defer, scale=world.size)
 
 
 def static_step(model: Seq2Seq, batch: StaticBatch, optimizer: torch.optim.Optimizer, cfg: Config,
@@ -238,26 +240,7 @@ def static_step(model: Seq2Seq, batch: StaticBatch, optimizer: torch.optim.Optim
             logits = scheduled_sampling_logits(model, batch, tf_ratio, padded=True)  # (B, T, V)
         loss_sum = sequence_loss(logits, batch.tgt_out, cfg.train.label_smoothing)
     tokens = (batch.tgt_out != PAD).sum()  # () int64, on the device
-    return _update(model, loss_sum, loss_sum.detach(), tokens, optimizer, cfg, defer)
-
-
-def _update(net: nn.Module, loss_sum: Tensor, loss_total: Tensor, tokens: Any, optimizer: torch.optim.Optimizer,
-            cfg: Config, defer: bool, scale: int = 1) -> tuple[Tensor, Any, Tensor, Any]:
-    """Backward of ``loss_sum / tokens * scale``, clipping, and the optimizer step unless the
-    loss or gradient is NaN/inf (skipped on the device with ``defer``: fused Adam's ``found_inf``)."""
-    optimizer.zero_grad(set_to_none=True)
-    (loss_sum / tokens * scale).backward()
-    clip = cfg.train.clip_norm if cfg.train.clip_norm > 0 else float("inf")
-    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-    finite = torch.isfinite(loss_total) & torch.isfinite(norm)  # () bool, on the device
-    if defer:
-        optimizer.found_inf = (~finite).to(torch.float32)  # type: ignore[attr-defined]
-        optimizer.step()  # a no-op on the device when found_inf is 1 (Adam's step count restored too)
-        return loss_total, tokens, norm.detach(), finite
-    ok = bool(finite)  # one host sync per step
-    if ok:
-        optimizer.step()
-    return loss_total, int(tokens), norm.detach(), ok
+    return update(model, loss_sum, loss_sum.detach(), tokens, optimizer, cfg, defer)
 
 
 def _global_sums(loss_sum: Tensor, tokens: int, world: World) -> tuple[Tensor, Tensor | int]:
@@ -482,13 +465,13 @@ class Trainer:
                                     skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple)
             epoch_steps = steps_per_epoch(self.data, cfg, world)
         total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
-        bar = _progress_bar(cfg, epoch_steps, p) if world.is_main else None
+        bar = progress_bar(cfg, epoch_steps, p) if world.is_main else None
         window = Window.restore(world.device, p.window)  # the record in progress at a mid-epoch save
         p.window = None
         stop: Stop = "epoch_done"
         lr = 0.0
         for batch in batches:
-            lr = self.set_lr(total_steps)
+            lr = set_lr(self.optimizer, cfg, p, total_steps)
             if isinstance(batch, Batch):
                 loss_sum, tokens, norm, ok = train_step(self.net, batch.to(world.device, non_blocking=True),
                                                         self.optimizer, cfg, tf, self.autocast, world, self.defer)
@@ -543,14 +526,6 @@ class Trainer:
         if t.save_every_minutes and p.step % t.log_every == 0:
             return bool(self.world.max(int(time.perf_counter() - self.saved_at >= 60 * t.save_every_minutes)))
         return False
-
-    def set_lr(self, total_steps: int) -> float:
-        """The learning rate of the next step: base x plateau factor x warm-up/cosine."""
-        p = self.progress
-        lr = self.cfg.train.lr * p.lr_scale * lr_factor(p.step, total_steps, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
 
     def step_was_finite(self, ok: bool) -> bool:
         """The NaN guard: count a skipped step; ``max_bad_steps`` of them in a row end the run,
@@ -728,12 +703,3 @@ def use_cuda_graphs(cfg: Config, world: World, defer: bool, static: bool) -> boo
         return True
     fits = t.optimizer == "adam" and defer and t.teacher_forcing == 1.0 and t.teacher_forcing_decay == 0.0
     return t.cuda_graphs == "auto" and device.type == "cuda" and static and fits
-
-
-def _progress_bar(cfg: Config, total: int, progress: Progress) -> Any:
-    if not cfg.train.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}",
-                leave=False, dynamic_ncols=True)
