@@ -2,8 +2,10 @@
 
 import os
 
-# Before torch loads: OpenMP threads that sleep when they wait instead of spinning, so that
-# two threads do not collapse when another process holds a core (seq2seq/device.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads: waiting OpenMP threads (libgomp) spin briefly, then sleep, unless the
+# environment already says how they wait. Fast on an idle machine; on a busy one the training
+# loops use fewer threads (seq2seq/threads.py).
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "20000"
 
 __version__ = "0.1.0"

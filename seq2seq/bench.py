@@ -196,7 +196,7 @@ def bench_batches(cfg: Config, data: Data, n: int) -> list[Batch]:
         raise TrainError("bench: no training pairs in memory (a data.prepared store is not supported here)")
     epoch = make_batches(data.train, batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
                          reverse=cfg.data.reverse_source, shuffle=True, seed=cfg.train.seed * 1000,
-                         pad_multiple=cfg.train.pad_multiple)
+                         pad_multiple=cfg.train.pad_multiple, by=cfg.train.batch_by)
     return [epoch[i % len(epoch)] for i in range(n)]
 
 

@@ -171,6 +171,10 @@ class TrainConfig:
     batch_size: int = 128  # sentences per batch (used when max_tokens is 0)
     max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
     pad_multiple: int = 0  # round training batches' widths up to a multiple of N (static shapes); 0: off
+    # how training batches are made: "source", each batch of one source length (sorted by source,
+    # then target length), so the encoder runs unpacked, in one fused RNN call a layer; "target",
+    # sorted by (target, source) length, the source packed (seq2seq/batching.py batch_cuts)
+    batch_by: Literal["source", "target"] = "target"
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: Literal["adam", "sgd"] = "adam"  # sgd: plain SGD, no momentum (e.g. to see gradients explode)
@@ -200,6 +204,9 @@ class TrainConfig:
     # the whole step (forward, backward, clipping, Adam) in a CUDA graph per static shape
     # (seq2seq/graphs.py); auto = on CUDA with static shapes, Adam, sync-free steps, teacher forcing 1
     cuda_graphs: Literal["auto", True, False] = "auto"
+    # CPU: use fewer threads while other processes take a core, all again when it is free
+    # (seq2seq/threads.py); false: the threads torch starts with throughout
+    adapt_threads: bool = True
     log_every: int = 50  # steps between metric records
     save_every: int = 0  # also save last/ every N steps within an epoch (a crash loses at most that); 0: off
     save_every_minutes: float = 10.0  # ... and whenever this much time has passed since the last save; 0: off

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .model import Decoder, DecoderState
+from .model import Decoder, DecoderState, Dropout
 from .tokenization import PAD
 
 
@@ -41,7 +41,7 @@ class LanguageModel(nn.Module):
             raise ValueError("a language model has no context: model.peeky must be false, model.attention none")
         self.cfg = cfg
         self.tgt_embed = nn.Embedding(vocab_size, cfg.embed_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.decoder = Decoder(cfg, vocab_size, tie_to=self.tgt_embed if cfg.tie_embeddings else None)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> DecoderState:

@@ -83,6 +83,7 @@ from .rundir import (
     write_run_config,
 )
 from .sampling import sample
+from .threads import ThreadGovernor
 from .tokenization import PAD
 from .tracking import Tracker, truncate_metrics
 
@@ -124,6 +125,7 @@ class LMTrainer:
     flag: StopFlag = field(default_factory=StopFlag)
     started: float = 0.0
     consecutive_bad: int = 0
+    governor: ThreadGovernor | None = None  # CPU: fewer threads while other processes take a core
 
     @classmethod
     def start(cls, cfg: Config, out: Path, *, resume: bool, overwrite: bool, reset_optimizer: bool) -> LMTrainer:
@@ -155,8 +157,10 @@ class LMTrainer:
         if overwrite and not resume:
             replace_run(out)
         write_run_config(out, cfg)
+        governor = (ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
+                    if device.type == "cpu" and cfg.train.adapt_threads else None)
         return cls(cfg, out, device, data, model, optimizer, progress,
-                   autocast=device_autocast(cfg.train.bf16, device), carried=carried)
+                   autocast=device_autocast(cfg.train.bf16, device), carried=carried, governor=governor)
 
     # --- the loop ----------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -215,6 +219,8 @@ class LMTrainer:
             p.batch_in_epoch += 1
             if bar is not None:
                 bar.update(1)
+            if self.governor is not None:
+                self.governor.tick()
             self.carried = state if stream else None
             if not self.step_was_finite(ok):
                 continue
@@ -269,6 +275,8 @@ class LMTrainer:
             return
         record = window.record(lr, 1.0, self.progress.epoch + 1)
         record.pop("train/teacher_forcing")
+        if self.governor is not None:
+            record["train/threads"] = self.governor.threads
         self.tracker.log(record, self.progress.step)
 
     # --- the epoch's end ---------------------------------------------------------------

@@ -4,7 +4,9 @@ Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``E`` embedding s
 ``H`` hidden size, ``L`` layers, ``V`` vocabulary size.
 
 Encoder: embedding -> RNN (LSTM, GRU or tanh RNN) over the (optionally reversed, done by
-batching) source, packed so padding never enters the recurrence. The **context vector**
+batching) source, packed so padding never enters the recurrence; a batch without padding
+(all its sources of one length, as ``train.batch_by: source`` makes them) runs unpacked, in
+one fused RNN call a layer (oneDNN on the CPU), which is faster. The **context vector**
 ``c`` is the top layer's final hidden state, ``(B, H)``. Static-shape training (CUDA graphs,
 which cannot capture packing's data-dependent shapes) runs it over the padded source instead
 and reads each row's final state at its length (:meth:`Encoder.forward_padded`): the same
@@ -49,6 +51,23 @@ from .config import ModelConfig
 from .tokenization import PAD
 
 _CELLS: dict[str, Any] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask, on the CPU, is drawn as 16-bit uniform integers, two from each
+    32-bit draw of the random generator, instead of by ``bernoulli_`` (one slow draw an element):
+    5x faster there, where the masks took 9% of the Multi30k training step. ``p`` is rounded to
+    a multiple of 1/65,536 and the kept values are scaled by 1 / (1 - that), so the expected
+    output is the input, exactly. On a GPU, PyTorch's fused kernel."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return super().forward(x)
+        n = x.numel()
+        draws = torch.empty((n + 1) // 2, dtype=torch.int32).random_(-2**31, 2**31)
+        uniform = draws.view(torch.int16)[:n].view(x.shape)  # each of the 65,536 values equally likely
+        dropped = min(round(self.p * 65536), 65535)  # values below -32768 + dropped are dropped
+        return torch.where(uniform >= dropped - 32768, x * (65536 / (65536 - dropped)), 0.0)
 
 
 @dataclass
@@ -111,17 +130,19 @@ class Encoder(nn.Module):
             ``(B, S, H)`` (zero at padding) or None.
         """
         S = emb.shape[1]
-        packed = _pack(emb, src_len)
-        out_packed, final = self.rnn(packed)
+        lengths = src_len.cpu()  # where Batch keeps them: no host sync
+        if bool((lengths == S).all()):  # no padding (train.batch_by: source): one fused call a layer
+            out, final = self.rnn(emb)  # out (B, S, dirs*H)
+        else:
+            out_packed, final = self.rnn(_pack(emb, lengths))
+            out = pad_packed_sequence(out_packed, batch_first=True, total_length=S)[0] if with_memory else None
         h, c = final if isinstance(final, tuple) else (final, None)  # (L*dirs, B, H)
         if self.bridge is not None:
             h = self._join_directions(h)
             c = None if c is None else self._join_directions(c)
         memory = None
         if with_memory:
-            memory, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=S)  # (B, S, dirs*H)
-            if self.memory_proj is not None:
-                memory = self.memory_proj(memory)  # (B, S, H)
+            memory = out if self.memory_proj is None else self.memory_proj(out)  # (B, S, H)
         return h, c, memory
 
     def forward_padded(self, emb: Tensor, src_len: Tensor, *, with_memory: bool
@@ -266,7 +287,7 @@ class Decoder(nn.Module):
         context = H if cfg.peeky else 0  # peeky: c joins the RNN input and the output layer input
         self.rnn = _CELLS[cfg.cell](E + context, H, L, batch_first=True, dropout=p if L > 1 else 0.0)
         self.attention = LuongAttention(H) if cfg.attention == "luong" else None
-        self.dropout = nn.Dropout(p)
+        self.dropout = Dropout(p)
         self.pre_output: nn.Linear | None = None
         if tie_to is not None:
             self.pre_output = nn.Linear(H + context, E)
@@ -332,7 +353,7 @@ class Seq2Seq(nn.Module):
         self.cfg = cfg
         self.src_embed = nn.Embedding(src_vocab, cfg.embed_dim, padding_idx=PAD)
         self.tgt_embed = nn.Embedding(tgt_vocab, cfg.embed_dim, padding_idx=PAD)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg, tgt_vocab, tie_to=self.tgt_embed if cfg.tie_embeddings else None)
         self._register_load_state_dict_pre_hook(_upgrade_hook)

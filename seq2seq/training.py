@@ -78,6 +78,7 @@ from .rundir import (
     write_run_config,
 )
 from .store import Store
+from .threads import ThreadGovernor
 from .tokenization import PAD, Tokenizer, train_tokenizer, train_tokenizers
 from .tracking import Tracker, truncate_metrics
 from .translation import Alignment, Translator
@@ -152,7 +153,7 @@ def steps_per_epoch(data: Data, cfg: Config, world: World) -> int:
     if data.store is not None:
         return data.store.estimated_batches(batch_size, max_tokens)
     return len(batch_cuts([len(s) for s, _ in data.train], [len(t) for _, t in data.train],
-                          batch_size=batch_size, max_tokens=max_tokens, shuffle=False))
+                          batch_size=batch_size, max_tokens=max_tokens, shuffle=False, by=cfg.train.batch_by))
 
 
 # --- pure helpers ------------------------------------------------------------------
@@ -261,7 +262,7 @@ def validate(model: Seq2Seq, data: Data, cfg: Config, device: torch.device, auto
     model.eval()
     summed, tokens = torch.zeros((), dtype=torch.float64, device=device), 0
     for batch in make_batches(data.valid, batch_size=cfg.decode.batch_size, reverse=cfg.data.reverse_source,
-                              shuffle=False):
+                              shuffle=False, by=cfg.train.batch_by):
         batch = batch.to(device, non_blocking=True)
         with autocast:
             logits = model(batch.src, batch.src_len, batch.tgt_in)
@@ -332,6 +333,7 @@ class Trainer:
     corpus: DeviceCorpus | None = None  # train.static_shapes: the training batches, on the device
     static: StepGraphs | None = None  # ... and their steps (captured in CUDA graphs with train.cuda_graphs)
     tf_ratio: float = 1.0  # the current epoch's teacher forcing ratio
+    governor: ThreadGovernor | None = None  # CPU: fewer threads while other processes take a core
 
     @classmethod
     def start(cls, cfg: Config, out: Path, world: World, *, resume: bool, overwrite: bool,
@@ -405,6 +407,8 @@ class Trainer:
                       bad_run=zero.clone(), worst_run=zero.clone(), corpus=corpus)
         if corpus is not None:
             trainer.static = StepGraphs(trainer.static_step, optimizer, world.device, graphs)
+        if world.device.type == "cpu" and cfg.train.adapt_threads:
+            trainer.governor = ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
         return trainer
 
     # --- the loop ----------------------------------------------------------------------
@@ -462,7 +466,8 @@ class Trainer:
             batches = epoch_batches(train_chunks(self.data, seed=seed),
                                     batch_size=cfg.train.batch_size, max_tokens=cfg.train.max_tokens,
                                     reverse=cfg.data.reverse_source, rank=world.rank, world=world.size,
-                                    skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple)
+                                    skip=p.batch_in_epoch, pad_multiple=cfg.train.pad_multiple,
+                                    by=cfg.train.batch_by)
             epoch_steps = steps_per_epoch(self.data, cfg, world)
         total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
         bar = progress_bar(cfg, epoch_steps, p) if world.is_main else None
@@ -481,6 +486,8 @@ class Trainer:
             p.batch_in_epoch += 1
             if bar is not None:
                 bar.update(1)
+            if self.governor is not None:
+                self.governor.tick()
             if self.defer:  # outcome on the device: a skipped step still counts as a step here
                 assert self.bad_run is not None and self.worst_run is not None
                 self.bad_run.mul_(~ok).add_(~ok)  # (run + 1) if skipped, else 0
@@ -594,6 +601,8 @@ class Trainer:
             return
         self.check_weights()  # once a window: a finite loss can still leave a weight NaN
         record = window.record(lr, tf, self.progress.epoch + 1)
+        if self.governor is not None:
+            record["train/threads"] = self.governor.threads
         self.tracker.log(record, self.progress.step)
         if bar is not None:
             bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")

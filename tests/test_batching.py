@@ -240,3 +240,43 @@ def test_pad_multiple_gives_static_widths_and_the_same_loss_and_gradients() -> N
         torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
         for g_pad, g_tight in zip(results[1][1], results[0][1]):
             torch.testing.assert_close(g_pad, g_tight, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("max_tokens", [0, 40])
+def test_batch_by_source_gives_batches_of_one_source_length(shuffle: bool, max_tokens: int) -> None:
+    """Each source length's examples fill batches of that length alone; what is left of each
+    (less than a batch) is batched together. As many batches as by target, at most one more."""
+    examples = _examples(1000, max_len=20)
+    batches = make_batches(examples, batch_size=16, max_tokens=max_tokens, reverse=True, shuffle=shuffle, seed=3,
+                           by="source")
+    assert sorted(i for b in batches for i in b.index.tolist()) == list(range(len(examples)))
+    one_length = [b for b in batches if len(set(b.src_len.tolist())) == 1]
+    for b in one_length:  # no source padding: the encoder runs them unpacked
+        assert b.src.shape[1] == int(b.src_len[0]) and not (b.src == PAD).any()
+    if max_tokens:
+        for b in batches:
+            assert len(b) == 1 or len(b) * max(b.src.shape[1], b.tgt_out.shape[1]) <= max_tokens
+    else:
+        counts = [sum(1 for s, _ in examples if len(s) == n) for n in range(1, 21)]
+        assert len(batches) == -(-len(examples) // 16)
+        assert sorted(len(b) for b in batches)[1:] == [16] * (len(batches) - 1)
+        assert len(one_length) >= sum(n // 16 for n in counts)
+    by_target = make_batches(examples, batch_size=16, max_tokens=max_tokens, reverse=True, shuffle=shuffle, seed=3)
+    assert len(batches) <= (len(by_target) + 1 if not max_tokens else 1.05 * len(by_target))  # budgets: widths differ
+    if not shuffle:  # sorted by (source, target) length within the one-length batches
+        for b in one_length:
+            keys = [len(examples[i][1]) for i in b.index.tolist()]
+            assert keys == sorted(keys)
+
+
+def test_batch_by_source_shuffles_per_seed_and_rejects_an_unknown_order() -> None:
+    examples = _examples(500, max_len=8)
+    a = make_batches(examples, batch_size=8, reverse=False, shuffle=True, seed=1, by="source")
+    b = make_batches(examples, batch_size=8, reverse=False, shuffle=True, seed=1, by="source")
+    c = make_batches(examples, batch_size=8, reverse=False, shuffle=True, seed=2, by="source")
+    assert _signature(a) == _signature(b) != _signature(c)
+    # new batches, not only a new order
+    assert {frozenset(x) for x in _signature(a)} != {frozenset(x) for x in _signature(c)}
+    with pytest.raises(ValueError, match="by must be"):
+        make_batches(examples, batch_size=8, reverse=False, shuffle=False, by="length")

@@ -64,18 +64,21 @@ def test_cuda_asked_for_without_cuda_is_one_line() -> None:
 
 
 @pytest.mark.smoke
-def test_omp_wait_policy_is_passive_unless_set() -> None:
+def test_openmp_threads_spin_briefly_unless_the_environment_says_how_they_wait() -> None:
     import os
     import subprocess
     import sys
 
-    code = "import seq2seq, os; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
-        == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() \
-        == "ACTIVE"
+    code = "import seq2seq, os; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+    def seen(**extra: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True,
+                              text=True).stdout.strip()
+
+    assert seen() == "None 20000"
+    assert seen(OMP_WAIT_POLICY="PASSIVE") == "PASSIVE None"
+    assert seen(GOMP_SPINCOUNT="0") == "None 0"
 
 
 @pytest.mark.smoke

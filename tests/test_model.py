@@ -212,3 +212,68 @@ def test_the_encoders_packing_equals_pytorchs(bidirectional: bool) -> None:
         grad = torch.autograd.grad(h.sum() + c.sum() + memory.sum(), emb)[0]
         results.append((h, c, memory, grad))
     assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(cell="gru"), dict(cell="rnn"), dict(bidirectional=True, num_layers=2),
+                                dict(attention="luong", num_layers=2)],
+                         ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm")
+def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monkeypatch) -> None:
+    """Sources all of one length (``train.batch_by: source``) skip packing: one fused RNN call a
+    layer. Final states, memory and gradients equal the packed run's (float64)."""
+    from seq2seq import model as model_module
+
+    model = make(num_layers=kw.pop("num_layers", 2), **kw).double().train()
+    model.dropout.p = 0.0
+    src, src_len = random_batch([6, 6, 6, 6])
+    packs: list[int] = []
+    real_pack = model_module._pack
+    monkeypatch.setattr(model_module, "_pack", lambda emb, n: packs.append(1) or real_pack(emb, n))
+    runs = []
+    for force_packing in (False, True):
+        packs.clear()
+        if force_packing:  # one column of padding, so the same sources go through packing
+            state = model.encode(torch.cat([src, torch.full((4, 1), PAD)], 1), src_len)
+        else:
+            state = model.encode(src, src_len)
+        assert bool(packs) == force_packing
+        loss = state.hidden.sum() + state.context.square().sum()
+        if state.cell is not None:
+            loss = loss + state.cell.sum()
+        if state.memory is not None:
+            loss = loss + state.memory[:, :6].square().sum()
+        grads = torch.autograd.grad(loss, [*model.encoder.parameters(), model.src_embed.weight], allow_unused=True)
+        runs.append((state.hidden, state.cell, None if state.memory is None else state.memory[:, :6], grads))
+    (h1, c1, m1, g1), (h2, c2, m2, g2) = runs
+    torch.testing.assert_close(h1, h2)
+    if c1 is not None:
+        torch.testing.assert_close(c1, c2)
+    if m1 is not None:
+        torch.testing.assert_close(m1, m2)
+    assert [a is None for a in g1] == [b is None for b in g2]
+    for a, b in zip(g1, g2):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
+def test_cpu_dropout_drops_p_and_keeps_the_expectation(p: float) -> None:
+    from seq2seq.model import Dropout
+
+    drop = Dropout(p).train()
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.003  # 1e6 draws: sd under 0.0005
+    scale = y[kept].unique()
+    assert scale.numel() == 1 and abs(scale.item() - 1 / (1 - p)) < 1e-4 * (1 / (1 - p))
+    assert abs(y.mean().item() - 1.0) < 0.01
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.where(kept, scale, torch.zeros(()))), "the gradient goes through kept units"
+    # bf16 stays bf16; the same seed, the same mask; a new draw, a new mask; eval and p=0 pass through
+    xb = torch.randn(64, 33, dtype=torch.bfloat16)
+    torch.manual_seed(1)
+    a = drop(xb)
+    torch.manual_seed(1)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, drop(xb)) and not torch.equal(a, drop(xb))
+    assert drop.eval()(xb) is xb and Dropout(0.0).train()(xb) is xb

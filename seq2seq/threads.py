@@ -1,0 +1,115 @@
+"""CPU threads that are fast on an idle machine and do not collapse on a busy one.
+
+An RNN training step on the CPU is thousands of short parallel regions (a matrix product or
+an elementwise op each). Between them the OpenMP threads wait, and how they wait decides the
+speed (2-core Zen 5, the Multi30k recipe's bf16 step; README "Precision and threads"):
+
+* Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up per region: on the idle
+  machine two threads were hardly faster than one.
+* Spinning a little first (libgomp's ``GOMP_SPINCOUNT``, which ``import seq2seq`` sets when
+  neither it nor ``OMP_WAIT_POLICY`` is in the environment) was 1.25x faster than sleeping.
+* But when another process holds a core, a second thread of ours -- spinning or not -- makes
+  the step slower than one thread alone: each region waits for the thread that is off its core.
+
+So a :class:`ThreadGovernor`, ticked after each training step, watches how much CPU time
+*other* processes take on the CPUs this process may run on (``/proc/stat`` for those CPUs,
+less this process's own time), and uses fewer threads while they take a core, and all of them
+again when it is free. Linux only; elsewhere it leaves the threads alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def _cpu_ticks(cpus: set[int], stat: Path) -> int | None:
+    """Busy clock ticks (all but idle and iowait; steal too: a hypervisor's other guests) summed
+    over ``cpus``, from ``stat`` (``/proc/stat``); None where it cannot be read."""
+    try:
+        lines = stat.read_text(encoding="ascii", errors="replace").splitlines()
+    except OSError:
+        return None
+    busy, seen = 0, 0
+    for line in lines:
+        name, _, rest = line.partition(" ")
+        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        fields = [int(x) for x in rest.split()[:8]]  # user nice system idle iowait irq softirq steal
+        busy += sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+        seen += 1
+    return busy if seen else None
+
+
+def _own_seconds() -> float:
+    """CPU seconds this process has used (all its threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
+class ThreadGovernor:
+    """Sets ``torch.set_num_threads`` from what other processes leave free.
+
+    Every ``interval`` seconds (at a :meth:`tick`), other processes' use of this process's CPUs
+    is measured over the interval, in cores: ``others``; ``free = cpus - others``. Threads go
+    down to ``floor(free + 0.5)`` at once, and up only to ``floor(free + 0.3)`` (a band, so a
+    brief job does not make it swing), between 1 and the threads it started with.
+    """
+
+    def __init__(self, interval: float = 2.0, *, say: Callable[[str], None] | None = None,
+                 stat: Path = Path("/proc/stat"), clock: Callable[[], float] = time.monotonic,
+                 own: Callable[[], float] = _own_seconds) -> None:
+        self.max_threads = torch.get_num_threads()
+        self.threads = self.max_threads
+        self.interval, self.say, self.stat, self.clock, self.own = interval, say, stat, clock, own
+        self.cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.changes = 0
+        self._last = self._sample()
+        self.active = self.max_threads > 1 and self._last is not None
+
+    def _sample(self) -> tuple[float, int, float] | None:
+        ticks = _cpu_ticks(self.cpus, self.stat) if self.cpus else None
+        return None if ticks is None else (self.clock(), ticks, self.own())
+
+    def tick(self) -> int:
+        """After a step: every ``interval`` seconds, measure and set the thread count. -> threads."""
+        if not self.active or self.clock() - self._last[0] < self.interval:  # type: ignore[index]
+            return self.threads
+        now = self._sample()
+        if now is None:
+            self.active = False
+            return self.threads
+        (t0, ticks0, own0), (t1, ticks1, own1) = self._last, now  # type: ignore[misc]
+        self._last = now
+        others = max(0.0, (ticks1 - ticks0) / self.hz - (own1 - own0)) / max(t1 - t0, 1e-9)
+        self.decide(others)
+        return self.threads
+
+    def decide(self, others: float) -> None:
+        """Set the threads for ``others`` cores taken by other processes."""
+        free = len(self.cpus) - others
+        want = self.threads
+        if self.threads > math.floor(free + 0.5):
+            want = math.floor(free + 0.5)
+        elif self.threads < math.floor(free + 0.3):
+            want = math.floor(free + 0.3)
+        want = max(1, min(self.max_threads, want))
+        if want != self.threads:
+            if self.say is not None:
+                why = "other processes are using" if want < self.threads else "other processes now use"
+                self.say(f"threads: {self.threads} -> {want} ({why} {others:.1f} of {len(self.cpus)} CPUs)")
+            torch.set_num_threads(want)
+            self.threads = want
+            self.changes += 1
+
+    def restore(self) -> None:
+        """Back to the threads it started with (at the end of training)."""
+        if self.threads != self.max_threads:
+            torch.set_num_threads(self.max_threads)
+            self.threads = self.max_threads
