@@ -5,11 +5,8 @@ arithmetic: AVX512-BF16 or AMX-BF16), ``true`` (always, emulated where the CPU h
 units, which is slow) or ``false`` (fp32). Under autocast the matrix products and the RNN
 run in bf16; the loss, softmax and the optimizer's master weights stay fp32.
 
-Threads: an OpenMP thread that waits actively spins on its core, so when another process
-holds a core, two spinning threads can run many times slower than one. The package sets
-``OMP_WAIT_POLICY=PASSIVE`` before torch is loaded (``seq2seq/__init__.py``; an explicit
-setting in the environment wins), which keeps two threads at least as fast as one on a busy
-machine.
+Threads: how OpenMP threads wait between the step's many short parallel regions, and how
+many to use when another process holds a core, are :mod:`seq2seq.threads`'s concern.
 """
 
 from __future__ import annotations

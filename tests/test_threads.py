@@ -73,12 +73,12 @@ def test_fewer_threads_while_another_process_takes_a_core_and_all_again_after(
     machine.run(1.5, others=0.9, own=1.1)
     assert gov.tick() == 1 and torch.get_num_threads() == 1
     assert lines == ["threads: 2 -> 1 (other processes are using 0.9 of 2 CPUs)"]
-    machine.run(2.5, others=0.4, own=1.0)  # in the band: stays
+    machine.run(2.5, others=0.3, own=1.0)  # in the band: stays
     assert gov.tick() == 1
     machine.run(2.5, others=0.1, own=1.0)
     assert gov.tick() == 2 and torch.get_num_threads() == 2
     assert lines[-1] == "threads: 1 -> 2 (other processes now use 0.1 of 2 CPUs)"
-    machine.run(2.5, others=0.4, own=1.6)  # in the band: stays
+    machine.run(2.5, others=0.3, own=1.6)  # in the band: stays
     assert gov.tick() == 2
     assert gov.changes == 2
 

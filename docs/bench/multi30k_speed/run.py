@@ -1,0 +1,69 @@
+"""The Multi30k peeky recipe's training step before issue 13's CPU work (commit 7b491be) and
+now, alternating, each code in its own default thread setting (7b491be set none: libgomp's
+default; now ``import seq2seq`` sets GOMP_SPINCOUNT=20000). Each run is one
+``python -m seq2seq.bench`` that times the bf16 and the fp32 step itself, on the same batches.
+
+    python docs/bench/multi30k_speed/run.py [--rounds 3] [--data ../shared/data/multi30k]
+
+From the repository root, on a quiet machine, in the project's venv. Writes old.N.json,
+new.N.json and summary.json next to this file, and prints the medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BEFORE = "7b491be"
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+CONFIG = ROOT / "configs" / "multi30k_de_en.yaml"
+UNKNOWN_BEFORE = ("keep_checkpoints", "batch_by")  # keys the config has that 7b491be does not know
+
+
+def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    cmd = [sys.executable, "-m", "seq2seq.bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
+           "--skip", "decode", "--steps", "20", "--warmup", "3", "--repeats", "1", "--json", str(out),
+           f"data.path={data}"]
+    subprocess.run(cmd, cwd=code, env=env, check=True, stdout=subprocess.DEVNULL)
+    figures = json.loads(out.read_text())["figures"]
+    return {k: figures[f"train_tokens_per_s_{k}"]["value"] for k in ("bf16", "fp32")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
+    args = p.parse_args()
+    data = args.data.resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), BEFORE], cwd=ROOT, check=True)
+        try:
+            old_config = old / "multi30k_de_en.yaml"
+            old_config.write_text("".join(line for line in CONFIG.read_text().splitlines(keepends=True)
+                                          if not line.strip().startswith(UNKNOWN_BEFORE)))
+            runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+            for r in range(1, args.rounds + 1):
+                for name, code, config in (("old", old, old_config), ("new", ROOT, CONFIG)):
+                    runs[name].append(bench(code, config, data, HERE / f"{name}.{r}.json"))
+                    print(f"round {r} {name}: {runs[name][-1]}", flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
+    med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
+    summary = {"medians_tokens_per_s": med, "runs": runs, "load_average_end": os.getloadavg(),
+               "new_bf16_vs_old_fp32": med["new_bf16"] / med["old_fp32"],
+               "new_bf16_vs_new_fp32": med["new_bf16"] / med["new_fp32"]}
+    (HERE / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
