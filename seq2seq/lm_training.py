@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import checkpoint
+from . import checkpoint, threads
 from .config import Config
 from .device import autocast as device_autocast
 from .device import describe as describe_precision
@@ -157,8 +157,7 @@ class LMTrainer:
         if overwrite and not resume:
             replace_run(out)
         write_run_config(out, cfg)
-        governor = (ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
-                    if device.type == "cpu" and cfg.train.adapt_threads else None)
+        governor = threads.shared() if device.type == "cpu" and cfg.train.adapt_threads else None
         return cls(cfg, out, device, data, model, optimizer, progress,
                    autocast=device_autocast(cfg.train.bf16, device), carried=carried, governor=governor)
 

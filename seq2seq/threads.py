@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,9 @@ class ThreadGovernor:
 
     def tick(self) -> int:
         """After a step: every ``interval`` seconds, measure and set the thread count. -> threads."""
+        if torch.get_num_threads() != self.threads:  # set by someone else (a sweep worker): that is the most now
+            self.max_threads = self.threads = torch.get_num_threads()
+            self.active = self.max_threads > 1 and self._last is not None
         if not self.active or self.clock() - self._last[0] < self.interval:  # type: ignore[index]
             return self.threads
         now = self._sample()
@@ -115,3 +119,15 @@ class ThreadGovernor:
         if self.threads != self.max_threads:
             torch.set_num_threads(self.max_threads)
             self.threads = self.max_threads
+
+
+_SHARED: ThreadGovernor | None = None
+
+
+def shared() -> ThreadGovernor:
+    """The process's governor, made at first use, for whatever runs on the CPU in it (training,
+    validation, translation, the server); it says what it does on stderr."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
+    return _SHARED

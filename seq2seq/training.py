@@ -39,7 +39,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, threads
 from .average import EPOCHS, epoch_checkpoints
 from .batching import Batch, Chunk, Example, batch_cuts, encode_pairs, epoch_batches, make_batches
 from .buckets import Bucket, DeviceCorpus, StaticBatch
@@ -408,7 +408,7 @@ class Trainer:
         if corpus is not None:
             trainer.static = StepGraphs(trainer.static_step, optimizer, world.device, graphs)
         if world.device.type == "cpu" and cfg.train.adapt_threads:
-            trainer.governor = ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
+            trainer.governor = threads.shared()
         return trainer
 
     # --- the loop ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import checkpoint
+from . import checkpoint, threads
 from .batching import pad_sequences, reverse_source
 from .config import DataConfig, DecodeConfig
 from .model import Seq2Seq
@@ -112,6 +112,8 @@ class Translator:
         for start in range(0, len(order), self.decode.batch_size):
             idx = order[start: start + self.decode.batch_size]
             _, _, hyps = self._search([sources[i] for i in idx], beam, nbest)
+            if self.device.type == "cpu":
+                threads.shared().tick()  # fewer threads while other processes take a core
             for i, nb in zip(idx, hyps):
                 results[i] = [Translation(one_line(self.tgt_tok.decode(h.tokens)), h.score) for h in nb]
         self.model.train(was_training)

@@ -125,3 +125,18 @@ def test_a_real_busy_process_is_seen(threads: None) -> None:
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_threads_set_by_someone_else_become_the_most_and_the_governor_is_shared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
+    from seq2seq import threads as threads_module
+
+    machine = Machine(tmp_path, 2)
+    gov = governor(machine, monkeypatch, 2, list[str]())
+    torch.set_num_threads(1)  # e.g. a sweep worker's share
+    machine.run(3.0, others=0.0, own=1.0)
+    assert gov.tick() == 1 and gov.max_threads == 1 and not gov.active  # not raised back to 2
+    torch.set_num_threads(2)
+    assert gov.tick() == 2 and gov.max_threads == 2 and gov.active
+    monkeypatch.setattr(threads_module, "_SHARED", None)
+    assert threads_module.shared() is threads_module.shared()
