@@ -1,7 +1,7 @@
 #!/bin/bash
 # train.batch_by target (the default) against source on the tests' dates model (6,000 pairs,
-# 7 epochs), seeds 1-12, one thread: prints each run's best valid BLEU. From the repository root.
-for seed in $(seq 1 12); do
+# 7 epochs), seeds 1-24, one thread: prints each run's best valid BLEU. From the repository root.
+for seed in $(seq 1 24); do
   for by in target source; do
     echo -n "$by $seed: "
     OMP_NUM_THREADS=1 python train.py --config configs/dates.yaml --out /tmp/batch_by_$by --overwrite \
