@@ -157,7 +157,7 @@ class LMTrainer:
         if overwrite and not resume:
             replace_run(out)
         write_run_config(out, cfg)
-        governor = threads.shared() if device.type == "cpu" and cfg.train.adapt_threads else None
+        governor = threads.for_training(cfg.train.adapt_threads) if device.type == "cpu" else None
         return cls(cfg, out, device, data, model, optimizer, progress,
                    autocast=device_autocast(cfg.train.bf16, device), carried=carried, governor=governor)
 

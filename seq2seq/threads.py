@@ -72,7 +72,7 @@ class ThreadGovernor:
         self.interval, self.say, self.stat, self.clock, self.own = interval, say, stat, clock, own
         self.cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
         self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.changes = 0
+        self.enabled = True  # train.adapt_threads: false turns it off for the whole process
         self._last = self._sample()
         self.active = self.max_threads > 1 and self._last is not None
 
@@ -85,7 +85,7 @@ class ThreadGovernor:
         if torch.get_num_threads() != self.threads:  # set by someone else (a sweep worker): that is the most now
             self.max_threads = self.threads = torch.get_num_threads()
             self.active = self.max_threads > 1 and self._last is not None
-        if not self.active or self.clock() - self._last[0] < self.interval:  # type: ignore[index]
+        if not (self.enabled and self.active) or self.clock() - self._last[0] < self.interval:  # type: ignore[index]
             return self.threads
         now = self._sample()
         if now is None:
@@ -112,13 +112,6 @@ class ThreadGovernor:
                 self.say(f"threads: {self.threads} -> {want} ({why} {others:.1f} of {len(self.cpus)} CPUs)")
             torch.set_num_threads(want)
             self.threads = want
-            self.changes += 1
-
-    def restore(self) -> None:
-        """Back to the threads it started with (at the end of training)."""
-        if self.threads != self.max_threads:
-            torch.set_num_threads(self.max_threads)
-            self.threads = self.max_threads
 
 
 _SHARED: ThreadGovernor | None = None
@@ -131,3 +124,11 @@ def shared() -> ThreadGovernor:
     if _SHARED is None:
         _SHARED = ThreadGovernor(say=lambda line: print(line, file=sys.stderr, flush=True))
     return _SHARED
+
+
+def for_training(adapt: bool) -> ThreadGovernor | None:
+    """A training run's governor (``train.adapt_threads``): the shared one, switched on or off
+    for the process (validation's translations tick it too), or None when off."""
+    governor = shared()
+    governor.enabled = adapt
+    return governor if adapt else None

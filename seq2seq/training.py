@@ -407,8 +407,8 @@ class Trainer:
                       bad_run=zero.clone(), worst_run=zero.clone(), corpus=corpus)
         if corpus is not None:
             trainer.static = StepGraphs(trainer.static_step, optimizer, world.device, graphs)
-        if world.device.type == "cpu" and cfg.train.adapt_threads:
-            trainer.governor = threads.shared()
+        if world.device.type == "cpu":
+            trainer.governor = threads.for_training(cfg.train.adapt_threads)
         return trainer
 
     # --- the loop ----------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_fewer_threads_while_another_process_takes_a_core_and_all_again_after(
     assert lines[-1] == "threads: 1 -> 2 (other processes now use 0.1 of 2 CPUs)"
     machine.run(2.5, others=0.3, own=1.6)  # in the band: stays
     assert gov.tick() == 2
-    assert gov.changes == 2
+    assert len(lines) == 2  # one line a change
 
 
 def test_a_busy_machine_with_cpus_to_spare_keeps_the_threads(
@@ -140,3 +140,20 @@ def test_threads_set_by_someone_else_become_the_most_and_the_governor_is_shared(
     assert gov.tick() == 2 and gov.max_threads == 2 and gov.active
     monkeypatch.setattr(threads_module, "_SHARED", None)
     assert threads_module.shared() is threads_module.shared()
+
+
+def test_adapt_threads_false_stops_the_shared_governor_for_the_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
+    """``train.adapt_threads: false`` also holds for validation's translations, which tick the
+    process's shared governor."""
+    from seq2seq import threads as threads_module
+
+    machine, lines = Machine(tmp_path, 2), list[str]()
+    gov = governor(machine, monkeypatch, 2, lines)
+    monkeypatch.setattr(threads_module, "_SHARED", gov)
+    assert threads_module.for_training(False) is None and not gov.enabled
+    machine.run(3.0, others=1.0, own=1.0)
+    assert threads_module.shared().tick() == 2 and torch.get_num_threads() == 2 and not lines
+    assert threads_module.for_training(True) is gov and gov.enabled
+    machine.run(3.0, others=1.0, own=1.0)
+    assert gov.tick() == 1
