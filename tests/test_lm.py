@@ -346,30 +346,38 @@ def test_a_bpe_language_model_trains_and_samples(tmp_path: Path) -> None:
     assert sample(loaded.model, loaded.tok, prompt="a dög", num=2, max_tokens=5)[0].startswith("a dög")
 
 
-@pytest.mark.smoke
-def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
-    """Interrupted mid-epoch and resumed, the run ends with the weights of an uninterrupted one:
-    last/ carries the stream state, the optimizer and the RNGs."""
+def stopped_at_step(monkeypatch: pytest.MonkeyPatch, step: int, cfg: Any, out: Path) -> None:
+    """Train ``cfg`` into ``out`` with a SIGINT arriving during step ``step`` (the run saves and
+    exits, as on a real signal); the training step is as it was afterwards."""
     from seq2seq import lm_training
-    from seq2seq.checkpoint import load_lm
     from seq2seq.training import train
 
-    cfg = lm_config(text_corpus(tmp_path / "c"), "model.dropout=0.1")
-    train(cfg, tmp_path / "straight")
     original = lm_training.LMTrainer.train_step
     calls = {"n": 0}
 
     def interrupted(self: Any, *args: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 5:  # mid-epoch of the first epoch
+        if calls["n"] == step:
             self.flag.signum = signal.SIGINT
         return original(self, *args)
 
     monkeypatch.setattr(lm_training.LMTrainer, "train_step", interrupted)
     with pytest.raises(SystemExit):
-        train(cfg, tmp_path / "resumed")
+        train(cfg, out)
     monkeypatch.setattr(lm_training.LMTrainer, "train_step", original)
+
+
+@pytest.mark.smoke
+def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Interrupted mid-epoch and resumed, the run ends with the weights of an uninterrupted one:
+    last/ carries the stream state, the optimizer and the RNGs."""
+    from seq2seq.checkpoint import load_lm
+    from seq2seq.training import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"), "model.dropout=0.1")
+    train(cfg, tmp_path / "straight")
+    stopped_at_step(monkeypatch, 5, cfg, tmp_path / "resumed")  # mid-epoch of the first epoch
     train(cfg, tmp_path / "resumed", resume=True)
     a, b = load_lm(tmp_path / "straight" / "last").model, load_lm(tmp_path / "resumed" / "last").model
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -381,21 +389,10 @@ def test_resume_mid_epoch_refuses_other_batches(tmp_path: Path, monkeypatch: pyt
                                                 ) -> None:
     """Stopped mid-epoch, a run resumed with another bptt, batching or seed would go on from
     the same batch number of other batches (text skipped or read twice): refused in one line."""
-    from seq2seq import lm_training
     from seq2seq.checkpoint import CheckpointError
     from seq2seq.training import train
 
-    cfg = lm_config(text_corpus(tmp_path / "c"))
-    original = lm_training.LMTrainer.train_step
-
-    def interrupted(self: Any, *args: Any) -> Any:
-        self.flag.signum = signal.SIGINT
-        return original(self, *args)
-
-    monkeypatch.setattr(lm_training.LMTrainer, "train_step", interrupted)
-    with pytest.raises(SystemExit):
-        train(cfg, tmp_path / "run")
-    monkeypatch.setattr(lm_training.LMTrainer, "train_step", original)
+    stopped_at_step(monkeypatch, 1, lm_config(text_corpus(tmp_path / "c")), tmp_path / "run")
     with pytest.raises(CheckpointError, match=f"stopped mid-epoch .*{change.split('=')[0]}="):
         train(lm_config(tmp_path / "c", change), tmp_path / "run", resume=True)
     train(lm_config(tmp_path / "c", "train.epochs=1"), tmp_path / "run", resume=True)  # the same batches: goes on
