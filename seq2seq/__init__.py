@@ -8,4 +8,8 @@ import os
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "20000"
 
+from . import malloc as _malloc
+
+_malloc.tune()  # large blocks reused instead of faulted in again every step (seq2seq/malloc.py)
+
 __version__ = "0.1.0"

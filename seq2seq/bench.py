@@ -60,6 +60,7 @@ from typing import Any
 
 import torch
 
+from . import malloc
 from .batching import Batch, make_batches
 from .config import Config, load_config
 from .device import autocast as device_autocast
@@ -175,7 +176,8 @@ def device_info(device: torch.device) -> dict[str, Any]:
         return {"type": "cuda", "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                 "cuda": torch.version.cuda, "cpu_threads": torch.get_num_threads()}
     return {"type": "cpu", "name": cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "omp_wait": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}}  # how threads wait
+            "omp_wait": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},  # how threads wait
+            "malloc": malloc.applied}  # glibc's allocator, as seq2seq/malloc.py set it (None: left alone)
 
 
 def autocast_for(cfg: Config, device: torch.device) -> Any:

@@ -1,6 +1,7 @@
 """The Multi30k peeky recipe's training step before issue 13's CPU work (commit 7b491be) and
-now, alternating, each code in its own default thread setting (7b491be set none: libgomp's
-default; now ``import seq2seq`` sets GOMP_SPINCOUNT=20000). Each run is one
+now, alternating, each code in its own default thread and allocator settings (7b491be set
+none: libgomp's and glibc's defaults; now ``import seq2seq`` sets GOMP_SPINCOUNT=20000 and
+tunes glibc's malloc, seq2seq/malloc.py). Each run is one
 ``python -m seq2seq.bench`` that times the bf16 and the fp32 step itself, on the same batches.
 
     python docs/bench/multi30k_speed/run.py [--rounds 3] [--data ../shared/data/multi30k]
@@ -28,7 +29,8 @@ UNKNOWN_BEFORE = ("keep_checkpoints", "batch_by")  # keys the config has that 7b
 
 
 def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    tuning = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SEQ2SEQ_MALLOC", "GLIBC_TUNABLES")  # each code's defaults
+    env = {k: v for k, v in os.environ.items() if k not in tuning and not k.startswith("MALLOC_")}
     cmd = [sys.executable, "-m", "seq2seq.bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
            "--skip", "decode", "--steps", "20", "--warmup", "3", "--repeats", "1", "--json", str(out),
            f"data.path={data}"]
