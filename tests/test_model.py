@@ -1,9 +1,11 @@
 """Model unit tests: shapes, the context vector, peeky wiring, masking, step == whole sequence."""
 
 import itertools
+from typing import Any
 
 import pytest
 import torch
+from torch import Tensor
 
 from seq2seq.config import ModelConfig
 from seq2seq.model import build_model
@@ -277,3 +279,61 @@ def test_cpu_dropout_drops_p_and_keeps_the_expectation(p: float) -> None:
     torch.manual_seed(1)
     assert a.dtype == torch.bfloat16 and torch.equal(a, drop(xb)) and not torch.equal(a, drop(xb))
     assert drop.eval()(xb) is xb and Dropout(0.0).train()(xb) is xb
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("packed", [False, True])
+def test_run_rnn_runs_the_layers_with_cpu_dropout_between_them(cell: str, bidirectional: bool, packed: bool,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training on the CPU, ``run_rnn`` equals the layers run one by one with ``model.dropout``
+    between them (the same draws), and, with that dropout made the identity, the RNN's own
+    multi-layer call; final states come back in the batch's row order."""
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+    from seq2seq import model as M
+
+    cls = M._CELLS[cell]
+    torch.manual_seed(0)
+    dirs, L = 2 if bidirectional else 1, 3
+    rnn = cls(5, 7, L, batch_first=True, dropout=0.3, bidirectional=bidirectional).double()
+    layers = [cls(5 if i == 0 else 7 * dirs, 7, 1, batch_first=True, bidirectional=bidirectional).double()
+              for i in range(L)]
+    for i, one in enumerate(layers):
+        one.load_state_dict({k: getattr(rnn, k.replace("_l0", f"_l{i}")) for k in one.state_dict()})
+    x = torch.randn(4, 6, 5, dtype=torch.double)
+    inp: Any = pack_padded_sequence(x, torch.tensor([6, 3, 5, 1]), batch_first=True, enforce_sorted=False) \
+        if packed else x
+    h0, c0 = torch.randn(2, L * dirs, 4, 7, dtype=torch.double)
+    hx: Any = (h0, c0) if cell == "lstm" else h0
+
+    def data(y: Any) -> Tensor:
+        return y.data if isinstance(y, PackedSequence) else y
+
+    def states(final: Any) -> list[Tensor]:
+        return list(final) if isinstance(final, tuple) else [final]
+
+    torch.manual_seed(1)
+    out, final = M.run_rnn(rnn, inp, hx)
+    torch.manual_seed(1)
+    y, finals = inp, []
+    for i, one in enumerate(layers):
+        if i:
+            y = PackedSequence(M.dropout(y.data, 0.3, True), y.batch_sizes, y.sorted_indices, y.unsorted_indices) \
+                if isinstance(y, PackedSequence) else M.dropout(y, 0.3, True)
+        rows = slice(i * dirs, (i + 1) * dirs)
+        y, f = one(y, (h0[rows], c0[rows]) if cell == "lstm" else h0[rows])
+        finals.append(states(f))
+    assert torch.equal(data(out), data(y)) and type(out) is type(y)
+    for got, parts in zip(states(final), zip(*finals)):
+        assert torch.equal(got, torch.cat(parts))
+    out.data.sum().backward() if packed else out.sum().backward()
+    assert all(p.grad is not None for p in rnn.parameters())
+
+    monkeypatch.setattr(M, "dropout", lambda t, p, training: t)
+    out, final = M.run_rnn(rnn, inp, hx)
+    rnn.dropout = 0.0  # the RNN's own call, without dropout
+    ref_out, ref_final = rnn(inp, hx)
+    torch.testing.assert_close(data(out), data(ref_out))
+    for got, ref in zip(states(final), states(ref_final)):
+        torch.testing.assert_close(got, ref)
