@@ -8,6 +8,14 @@ tunes glibc's malloc, seq2seq/malloc.py). Each run is one
 
 From the repository root, on a quiet machine, in the project's venv. Writes old.N.json,
 new.N.json and summary.json next to this file, and prints the medians and ratios.
+
+    python docs/bench/multi30k_speed/run.py --train-steps 150 [--rounds 3]
+
+instead times real training: ``train.py`` with the recipe for that many steps (a metrics
+record every 25), before in fp32 (``train.bf16=false``; 7b491be trained in fp32 on the CPU)
+and now with its defaults (bf16 here), alternating. A run's figure is the median of its
+records' tokens/s, the first record (the warm-up: new shapes, a growing heap) left out.
+Writes train_summary.json.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BEFORE = "7b491be"
 HERE = Path(__file__).resolve().parent
@@ -28,9 +37,14 @@ CONFIG = ROOT / "configs" / "multi30k_de_en.yaml"
 UNKNOWN_BEFORE = ("keep_checkpoints", "batch_by")  # keys the config has that 7b491be does not know
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without thread or allocator settings: each code runs with its own defaults."""
+    tuning = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SEQ2SEQ_MALLOC", "GLIBC_TUNABLES")
+    return {k: v for k, v in os.environ.items() if k not in tuning and not k.startswith("MALLOC_")}
+
+
 def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
-    tuning = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SEQ2SEQ_MALLOC", "GLIBC_TUNABLES")  # each code's defaults
-    env = {k: v for k, v in os.environ.items() if k not in tuning and not k.startswith("MALLOC_")}
+    env = clean_env()
     cmd = [sys.executable, "-m", "seq2seq.bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
            "--skip", "decode", "--steps", "20", "--warmup", "3", "--repeats", "1", "--json", str(out),
            f"data.path={data}"]
@@ -39,10 +53,21 @@ def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
     return {k: figures[f"train_tokens_per_s_{k}"]["value"] for k in ("bf16", "fp32")}
 
 
+def train(code: Path, config: Path, data: Path, out: Path, steps: int, before: bool) -> dict[str, Any]:
+    cmd = [sys.executable, "train.py", "--config", str(config), "--out", str(out), f"data.path={data}",
+           f"train.max_steps={steps}", "train.log_every=25", "train.valid_max_sentences=100",
+           "tracking.wandb=disabled", *(["train.bf16=false"] if before else [])]
+    subprocess.run(cmd, cwd=code, env=clean_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r][1:]  # the first: warm-up
+    return {"tokens_per_s": statistics.median(rates), "records_tokens_per_s": rates}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
+    p.add_argument("--train-steps", type=int, default=0, help="time train.py for this many steps instead")
     args = p.parse_args()
     data = args.data.resolve()
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,13 +77,26 @@ def main() -> None:
             old_config = old / "multi30k_de_en.yaml"
             old_config.write_text("".join(line for line in CONFIG.read_text().splitlines(keepends=True)
                                           if not line.strip().startswith(UNKNOWN_BEFORE)))
-            runs: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
+            runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
             for r in range(1, args.rounds + 1):
                 for name, code, config in (("old", old, old_config), ("new", ROOT, CONFIG)):
-                    runs[name].append(bench(code, config, data, HERE / f"{name}.{r}.json"))
-                    print(f"round {r} {name}: {runs[name][-1]}", flush=True)
+                    result: dict[str, Any]
+                    if args.train_steps:
+                        result = train(code, config, data, Path(tmp) / f"{name}.{r}", args.train_steps, name == "old")
+                    else:
+                        result = bench(code, config, data, HERE / f"{name}.{r}.json")
+                    runs[name].append(result)
+                    print(f"round {r} {name}: {result}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
+    if args.train_steps:
+        med = {n: statistics.median(x["tokens_per_s"] for x in v) for n, v in runs.items()}
+        summary = {"command": f"train.py --config configs/multi30k_de_en.yaml train.max_steps={args.train_steps}",
+                   "median_tokens_per_s": {"before_fp32": med["old"], "now_default": med["new"]},
+                   "now_vs_before": med["new"] / med["old"], "runs": runs, "load_average_end": os.getloadavg()}
+        (HERE / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(json.dumps(summary, indent=1))
+        return
     med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
     summary = {"medians_tokens_per_s": med, "runs": runs, "load_average_end": os.getloadavg(),
                "new_bf16_vs_old_fp32": med["new_bf16"] / med["old_fp32"],
