@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Mapping
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc.h>
 SETTINGS = {  # mallopt parameter -> value; its environment variable
@@ -30,7 +31,7 @@ SETTINGS = {  # mallopt parameter -> value; its environment variable
 ENV_VARS = (*(name for _, name in SETTINGS.values()), "MALLOC_MMAP_MAX_")
 
 
-def environment_tunes_malloc(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def environment_tunes_malloc(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the environment says how glibc's malloc behaves (``SEQ2SEQ_MALLOC=0``: as glibc would)."""
     return (environ.get("SEQ2SEQ_MALLOC") == "0" or any(name in environ for name in ENV_VARS)
             or "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""))

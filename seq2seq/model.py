@@ -74,9 +74,7 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` by :func:`dropout`."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        return dropout(x, self.p, True)
+        return dropout(x, self.p, self.training)
 
 
 _KERNELS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}  # RNNBase.mode -> _VF
@@ -102,27 +100,17 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor | PackedSequence, hx: Tensor | tuple[Tens
         return rnn(x, hx)
     assert rnn.batch_first and not rnn.proj_size
     dirs, lstm = 2 if rnn.bidirectional else 1, rnn.mode == "LSTM"
-    if hx is None:
-        batch = int(x.batch_sizes[0]) if isinstance(x, PackedSequence) else data.shape[0]
-        zeros = data.new_zeros(rnn.num_layers * dirs, batch, rnn.hidden_size)
-        hx = (zeros, zeros) if lstm else zeros
-    elif isinstance(x, PackedSequence) and x.sorted_indices is not None:  # rows in packing order, as nn does
-        hx = rnn.permute_hidden(hx, x.sorted_indices)  # type: ignore[arg-type]
-    kernel = getattr(torch._VF, _KERNELS[rnn.mode])
-    per_layer = len(rnn._flat_weights) // rnn.num_layers
+    batch_sizes = x.batch_sizes if isinstance(x, PackedSequence) else None
+    if hx is not None and isinstance(x, PackedSequence) and x.sorted_indices is not None:
+        hx = rnn.permute_hidden(hx, x.sorted_indices)  # type: ignore[arg-type]  # rows in packing order, as nn does
     finals: list[tuple[Tensor, ...]] = []
     for layer in range(rnn.num_layers):
         if layer:
             data = dropout(data, rnn.dropout, True)
-        weights = rnn._flat_weights[layer * per_layer:(layer + 1) * per_layer]
         rows = slice(layer * dirs, (layer + 1) * dirs)
-        h0 = (hx[0][rows], hx[1][rows]) if lstm else hx[rows]
-        if isinstance(x, PackedSequence):
-            result = kernel(data, x.batch_sizes, h0, weights, rnn.bias, 1, 0.0, True, rnn.bidirectional)
-        else:
-            result = kernel(data, h0, weights, rnn.bias, 1, 0.0, True, rnn.bidirectional, True)
-        data = result[0]
-        finals.append(tuple(result[1:]))  # (dirs, B, H): h (and c)
+        h0 = None if hx is None else ((hx[0][rows], hx[1][rows]) if lstm else hx[rows])
+        data, *final_layer = _run_layer(rnn, layer, data, h0, batch_sizes)
+        finals.append(tuple(final_layer))  # (dirs, B, H): h (and c)
     final: Any = tuple(torch.cat(parts) for parts in zip(*finals))  # (L*dirs, B, H) each
     final = final if lstm else final[0]
     if isinstance(x, PackedSequence):
@@ -237,7 +225,7 @@ class Encoder(nn.Module):
         for layer in range(rnn.num_layers):
             if layer:
                 x = dropout(x, rnn.dropout, self.training)  # as run_rnn does between layers
-            out = _run_layer(rnn, layer, x)  # (B, S, H), exact up to len - 1
+            out = _run_layer(rnn, layer, x)[0]  # (B, S, H), exact up to len - 1
             h = out.gather(1, last[:, None, None].expand(B, 1, out.shape[-1])).squeeze(1)  # (B, H)
             hs.append(h)
             if isinstance(rnn, nn.LSTM):
@@ -254,19 +242,31 @@ class Encoder(nn.Module):
         return torch.tanh(self.bridge(x))
 
 
-def _run_layer(rnn: nn.RNNBase, layer: int, x: Tensor) -> Tensor:
-    """Layer ``layer`` of ``rnn`` alone over ``x`` ``(B, S, In)`` from a zero state -> its
-    outputs ``(B, S, H)``: the kernel ``rnn`` itself calls (cuDNN on a GPU), with one layer's
-    weights."""
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih", "weight_hh")
-    weights = [getattr(rnn, f"{name}_l{layer}") for name in names]
-    h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)  # (1, B, H)
-    kernel = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}[rnn.mode]
-    hx = (h0, h0) if kernel == "lstm" else h0
+def _run_layer(rnn: nn.RNNBase, layer: int, x: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None = None,
+               batch_sizes: Tensor | None = None) -> tuple[Tensor, ...]:
+    """Layer ``layer`` of ``rnn`` alone (both directions if bidirectional): the kernel ``rnn``
+    itself calls (cuDNN on a GPU), with one layer's weights and no dropout.
+
+    Args:
+        x: batch-first ``(B, S, In)``, or a packed sequence's data ``(N, In)`` with its ``batch_sizes``.
+        hx: the initial state ``(dirs, B, H)`` (a pair for an LSTM); None: zeros.
+
+    Returns:
+        the outputs (``(B, S, dirs*H)`` or packed ``(N, dirs*H)``) and the final hidden state
+        ``(dirs, B, H)``, then an LSTM's final cell state.
+    """
+    per_layer = len(rnn._flat_weights) // rnn.num_layers  # weight_ih, weight_hh(, biases) of each direction
+    weights = rnn._flat_weights[layer * per_layer:(layer + 1) * per_layer]
+    if hx is None:
+        batch = x.shape[0] if batch_sizes is None else int(batch_sizes[0])
+        h0 = x.new_zeros(2 if rnn.bidirectional else 1, batch, rnn.hidden_size)
+        hx = (h0, h0) if rnn.mode == "LSTM" else h0
+    kernel = getattr(torch._VF, _KERNELS[rnn.mode])
     with warnings.catch_warnings():  # cuDNN copies one layer's weights into a buffer of its own where needed
         warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
-        out: Tensor = getattr(torch._VF, kernel)(x, hx, weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
-    return out
+        if batch_sizes is None:
+            return tuple(kernel(x, hx, weights, rnn.bias, 1, 0.0, rnn.training, rnn.bidirectional, True))
+        return tuple(kernel(x, batch_sizes, hx, weights, rnn.bias, 1, 0.0, rnn.training, rnn.bidirectional))
 
 
 def _final_cell(x: Tensor, out: Tensor, lstm: nn.RNNBase, layer: int, real: Tensor) -> Tensor:
