@@ -44,11 +44,10 @@ def clean_env() -> dict[str, str]:
 
 
 def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
-    env = clean_env()
     cmd = [sys.executable, "-m", "seq2seq.bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
            "--skip", "decode", "--steps", "20", "--warmup", "3", "--repeats", "1", "--json", str(out),
            f"data.path={data}"]
-    subprocess.run(cmd, cwd=code, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=code, env=clean_env(), check=True, stdout=subprocess.DEVNULL)
     figures = json.loads(out.read_text())["figures"]
     return {k: figures[f"train_tokens_per_s_{k}"]["value"] for k in ("bf16", "fp32")}
 
@@ -89,19 +88,20 @@ def main() -> None:
                     print(f"round {r} {name}: {result}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=True)
+    summary: dict[str, Any]
     if args.train_steps:
         med = {n: statistics.median(x["tokens_per_s"] for x in v) for n, v in runs.items()}
         summary = {"command": f"train.py --config configs/multi30k_de_en.yaml train.max_steps={args.train_steps}",
                    "median_tokens_per_s": {"before_fp32": med["old"], "now_default": med["new"]},
-                   "now_vs_before": med["new"] / med["old"], "runs": runs, "load_average_end": os.getloadavg()}
-        (HERE / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        print(json.dumps(summary, indent=1))
-        return
-    med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
-    summary = {"medians_tokens_per_s": med, "runs": runs, "load_average_end": os.getloadavg(),
-               "new_bf16_vs_old_fp32": med["new_bf16"] / med["old_fp32"],
-               "new_bf16_vs_new_fp32": med["new_bf16"] / med["new_fp32"]}
-    (HERE / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+                   "now_vs_before": med["new"] / med["old"], "runs": runs}
+    else:
+        med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
+        summary = {"medians_tokens_per_s": med, "runs": runs,
+                   "new_bf16_vs_old_fp32": med["new_bf16"] / med["old_fp32"],
+                   "new_bf16_vs_new_fp32": med["new_bf16"] / med["new_fp32"]}
+    summary["load_average_end"] = os.getloadavg()
+    out_name = "train_summary.json" if args.train_steps else "summary.json"
+    (HERE / out_name).write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
 
