@@ -11,7 +11,8 @@ seq2seq``, keeps blocks of up to 32 MiB in the heap and lets up to 2 GiB of free
 there for reuse: the process keeps what it took at its peak (as PyTorch's CUDA allocator
 does) instead of faulting it in again each step.
 
-Left alone with ``SEQ2SEQ_MALLOC=0`` in the environment, where the environment already tunes
+Left alone with ``SEQ2SEQ_MALLOC=0`` in the environment (any value but 0 or 1 is said on stderr
+and also leaves it alone), where the environment already tunes
 ``malloc`` (any ``MALLOC_*_`` variable below, or ``glibc.malloc`` in ``GLIBC_TUNABLES``), and
 where the C library is not glibc.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from collections.abc import Mapping
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc.h>
@@ -32,8 +34,8 @@ ENV_VARS = (*(name for _, name in SETTINGS.values()), "MALLOC_MMAP_MAX_")
 
 
 def environment_tunes_malloc(environ: Mapping[str, str] = os.environ) -> bool:
-    """Whether the environment says how glibc's malloc behaves (``SEQ2SEQ_MALLOC=0``: as glibc would)."""
-    return (environ.get("SEQ2SEQ_MALLOC") == "0" or any(name in environ for name in ENV_VARS)
+    """Whether the environment says how glibc's malloc behaves (``SEQ2SEQ_MALLOC`` other than 1: as glibc would)."""
+    return (environ.get("SEQ2SEQ_MALLOC", "1") != "1" or any(name in environ for name in ENV_VARS)
             or "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""))
 
 
@@ -52,6 +54,10 @@ def tune() -> dict[str, int] | None:
     """Apply :data:`SETTINGS` with ``mallopt`` -> what was set (also kept in :data:`applied`),
     or None where left alone."""
     global applied
+    choice = os.environ.get("SEQ2SEQ_MALLOC", "1")
+    if choice not in ("0", "1"):
+        print(f"seq2seq: SEQ2SEQ_MALLOC must be 0 or 1, got {choice[:40]!r}: glibc's malloc left as it is",
+              file=sys.stderr)
     if not glibc() or environment_tunes_malloc():
         return None
     mallopt = ctypes.CDLL(None).mallopt

@@ -38,13 +38,20 @@ def probe(**extra: str) -> str:
            if k not in (*malloc.ENV_VARS, "SEQ2SEQ_MALLOC", "GLIBC_TUNABLES")}
     done = subprocess.run([sys.executable, "-c", PROBE], env={**env, **extra}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return (done.stdout + done.stderr).strip()
 
 
 @pytest.mark.skipif(not malloc.glibc(), reason="glibc's malloc only")
 def test_import_keeps_a_16_mib_block_out_of_mmap() -> None:
     assert probe() == TUNED  # from the heap: its pages are reused after free
     assert probe(SEQ2SEQ_MALLOC="0") == "1 []"  # glibc's default: a fresh mmap, faulted in page by page
+    assert probe(SEQ2SEQ_MALLOC="1") == TUNED
+
+
+@pytest.mark.skipif(not malloc.glibc(), reason="glibc's malloc only")
+def test_a_bad_seq2seq_malloc_is_one_line_on_stderr_and_leaves_malloc_alone() -> None:
+    assert probe(SEQ2SEQ_MALLOC="off") == ("1 []\nseq2seq: SEQ2SEQ_MALLOC must be 0 or 1, got 'off': "
+                                           "glibc's malloc left as it is")
 
 
 @pytest.mark.skipif(not malloc.glibc(), reason="glibc's malloc only")
@@ -58,5 +65,6 @@ def test_environment_tunes_malloc() -> None:
     assert not malloc.environment_tunes_malloc({})
     assert not malloc.environment_tunes_malloc({"SEQ2SEQ_MALLOC": "1", "GLIBC_TUNABLES": "glibc.rtld.nns=4"})
     assert malloc.environment_tunes_malloc({"SEQ2SEQ_MALLOC": "0"})
+    assert malloc.environment_tunes_malloc({"SEQ2SEQ_MALLOC": "off"})
     assert malloc.environment_tunes_malloc({"MALLOC_MMAP_MAX_": "0"})
     assert malloc.environment_tunes_malloc({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1"})
