@@ -2,7 +2,7 @@
 
 import sys
 
-from seq2seq.cli import train_main
+from seq2seq.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -2,7 +2,7 @@
 
 import sys
 
-from seq2seq.cli import translate_main
+from seq2seq.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(translate_main())
+    sys.exit(main(["translate", *sys.argv[1:]]))

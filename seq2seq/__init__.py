@@ -1,15 +1,15 @@
-"""seq2seq: encoder-decoder RNN translation with a peeky LSTM decoder."""
+"""seq2seq: encoder-decoder RNN translation with a peeky LSTM decoder.
 
-import os
+Importing the package, or any of its modules, changes nothing in the process: the commands
+apply their process-wide settings where they start (:func:`seq2seq.runtime.tune`).
 
-# Before torch loads: waiting OpenMP threads (libgomp) spin briefly, then sleep, unless the
-# environment already says how they wait. Fast on an idle machine; on a busy one the training
-# loops use fewer threads (seq2seq/threads.py).
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "20000"
-
-from . import malloc as _malloc
-
-_malloc.tune()  # large blocks reused instead of faulted in again every step (seq2seq/malloc.py)
+* :mod:`seq2seq.config`: the typed configuration;
+* :mod:`seq2seq.data`: corpora, tokenizers, batches;
+* :mod:`seq2seq.model`: the networks, loss, search, checkpoints;
+* :mod:`seq2seq.training`: the training loop and its run directory;
+* :mod:`seq2seq.translation`: translating and scoring with a checkpoint;
+* :mod:`seq2seq.cli`, :mod:`seq2seq.serve`, :mod:`seq2seq.tools`: the commands;
+* :mod:`seq2seq.runtime`: device, threads, allocator, distributed.
+"""
 
 __version__ = "0.1.0"

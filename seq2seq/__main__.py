@@ -2,8 +2,9 @@
 
 ``python -m seq2seq --help`` lists the commands; ``python -m seq2seq <command> --help`` gives
 a command's options. A command's module is imported only when that command runs, so this
-stays light. The older forms work as before: ``train.py``, ``translate.py``,
-``python -m seq2seq.<module>`` and the ``seq2seq-*`` console scripts.
+stays light. ``train.py``, ``translate.py`` and the ``seq2seq-*`` console scripts come here too.
+Before a command's module loads (and torch with it), :func:`seq2seq.runtime.tune` applies the
+run's process-wide settings: the library itself changes nothing when imported.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ COMMANDS = {  # name: one line on what it does
 
 
 # where each command's main lives ("module:function"), imported only when it runs
-ENTRIES = {"train": "cli:train_main", "translate": "cli:translate_main", "evaluate": "evaluation:main",
-           "download": "download:main", "prepare": "prepare:main", "sweep": "sweep:main", "bench": "bench:main",
-           "plots": "plots:main", "results": "results:main", "average": "average:main",
-           "serve": "serve:main", "gpu_check": "gpu_check:main", "generate": "generate:main", "ngram": "ngram:main"}
+ENTRIES = {"train": "cli.commands:train_main", "translate": "cli.commands:translate_main",
+           "evaluate": "cli.evaluate:main", "download": "tools.download:main",
+           "prepare": "tools.prepare:main", "sweep": "tools.sweep:main", "bench": "tools.bench:main",
+           "plots": "tools.plots:main", "results": "tools.results:main", "average": "tools.average:main",
+           "serve": "serve.server:main", "gpu_check": "tools.gpu_check:main", "generate": "cli.generate:main",
+           "ngram": "tools.ngram:main"}
 
 
 def command_main(name: str) -> Main:
@@ -67,8 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; the commands: {', '.join(COMMANDS)} "
               "(python -m seq2seq --help)", file=sys.stderr)
         return 2
+    from .runtime import tune
+
+    tune()  # before the command's module loads torch
     return command_main(name)(rest)
 
+
+def script(name: str) -> Callable[[], int]:
+    """A console script's entry: command ``name`` with the script's arguments."""
+    return lambda: main([name, *sys.argv[1:]])
+
+
+train, translate, evaluate, generate, prepare, sweep = map(script, ("train", "translate", "evaluate", "generate",
+                                                                   "prepare", "sweep"))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -45,7 +45,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-epoch tiny run: best/, last/, config.yaml, metrics.jsonl. Read only:
     copy it (shutil.copytree) before changing anything in it."""
     from seq2seq.config import load_config
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     train(load_config(ROOT / "configs" / "dates.yaml", TINY), out)
@@ -90,7 +90,7 @@ def tiny_checkpoint(trained_run: Path) -> Path:
 def tiny_attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_config: Callable[..., Any]) -> Path:
     """A tiny run with Luong attention (3 steps), its best/ checkpoint: for what shows
     alignments (the server's API and demo page). Read only."""
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     out = tmp_path_factory.mktemp("tiny_attention") / "run"
     train(tiny_config("model.attention=luong", "train.max_steps=3"), out)

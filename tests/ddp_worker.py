@@ -22,12 +22,13 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from seq2seq import distributed, training
-from seq2seq.batching import Example, collate
-from seq2seq.cli import train_main
+from seq2seq.cli.commands import train_main
 from seq2seq.config import load_config
-from seq2seq.distributed import World
-from seq2seq.model import build_model
+from seq2seq.data.batching import Example, collate
+from seq2seq.model.seq2seq import build_model
+from seq2seq.runtime import distributed
+from seq2seq.runtime.distributed import World
+from seq2seq.training import trainer as training
 
 ROOT = Path(__file__).resolve().parent.parent
 # Target lengths 1, 6, 5 and 7 (+ EOS): rank 0 has 2 target tokens, rank 1 has 21.

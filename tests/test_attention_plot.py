@@ -1,4 +1,4 @@
-"""Attention made visible: Translator.alignment and ``python -m seq2seq.plots attention``."""
+"""Attention made visible: Translator.alignment and ``python -m seq2seq plots attention``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq.plots import main
-from seq2seq.training import train
-from seq2seq.translation import Translator
+from seq2seq.tools.plots import main
+from seq2seq.training.trainer import train
+from seq2seq.translation.translator import Translator
 
 pytestmark = pytest.mark.smoke
 
@@ -56,7 +56,7 @@ def test_attention_plot_refuses_a_model_without_attention(trained_run: Path, tmp
 
 def test_validation_logs_alignments_to_wandb(attention_run: Path, tiny_config: Any, tmp_path: Path) -> None:
     """With W&B on, an attention model's epoch end logs heatmaps (the run object is a fake)."""
-    from seq2seq import tracking
+    from seq2seq.training import tracking
 
     logged: list[dict[str, Any]] = []
 

@@ -1,5 +1,5 @@
 """Checkpoint averaging: ``train.keep_checkpoints`` keeps the newest epoch checkpoints, and
-``python -m seq2seq.average`` writes their element-wise mean as a checkpoint that translates."""
+``python -m seq2seq average`` writes their element-wise mean as a checkpoint that translates."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq import checkpoint
-from seq2seq.average import average, epoch_checkpoints, main
-from seq2seq.training import train
+from seq2seq.model import checkpoint
+from seq2seq.tools.average import main
+from seq2seq.training.averaging import average, epoch_checkpoints
+from seq2seq.training.trainer import train
 
 pytestmark = pytest.mark.smoke
 
@@ -38,7 +39,7 @@ def test_the_average_is_the_elementwise_mean(kept_run: Path, tmp_path: Path) -> 
     for k in got:
         assert torch.allclose(got[k], (states[0][k].double() + states[1][k].double()).div(2).float()), k
     assert not torch.equal(states[0]["encoder.rnn.weight_hh_l0"], states[1]["encoder.rnn.weight_hh_l0"])
-    from seq2seq.cli import translate_main
+    from seq2seq.cli.commands import translate_main
 
     src = tmp_path / "in.txt"
     src.write_text("1999/01/02\n")

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from seq2seq.batching import (
+from seq2seq.data.batching import (
     Batch,
     Example,
     collate,
@@ -16,7 +16,7 @@ from seq2seq.batching import (
     pad_sequences,
     reverse_source,
 )
-from seq2seq.tokenization import BOS, EOS, PAD, train_tokenizer
+from seq2seq.data.tokenization import BOS, EOS, PAD, train_tokenizer
 
 
 def _examples(n: int, seed: int = 0, max_len: int = 12) -> list[Example]:
@@ -218,8 +218,8 @@ def test_pad_multiple_gives_static_widths_and_the_same_loss_and_gradients() -> N
     multiples of N; the extra columns are padding, so the loss and every gradient equal those
     of the tight batch (up to float summation order)."""
     from seq2seq.config import ModelConfig
-    from seq2seq.loss import sequence_loss
-    from seq2seq.model import build_model
+    from seq2seq.model.loss import sequence_loss
+    from seq2seq.model.seq2seq import build_model
 
     rng = random.Random(0)
     examples = [([rng.randrange(4, 30) for _ in range(rng.randint(1, 11))],

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from seq2seq import bench
+from seq2seq.tools import bench
 
 TINY_BENCH = ("--quick", "--repeats", "2", "--steps", "2", "--warmup", "1", "--threshold", "0",
               "--threshold-epochs", "1", "--decode-sentences", "6",
@@ -39,7 +39,7 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureF
             assert f["baseline"] in figures and figures[f["baseline"]]["baseline"] is None
             assert f["ratio"] == pytest.approx(f["value"] / figures[f["baseline"]]["value"])
     assert result["device"]["type"] == "cpu" and result["device"]["name"]
-    assert result["torch"] and result["command"].split()[1:3] == ["-m", "seq2seq.bench"]
+    assert result["torch"] and result["command"].split()[1:4] == ["-m", "seq2seq", "bench"]
     assert result["config"]["data"]["size"] == 400 and result["config"]["train"]["batch_size"] == 64
     assert result["settings"]["steps"] == 2 and result["settings"]["threshold"] == 0.0
     assert result["details"]["decode"]["sentences"] == 6
@@ -85,7 +85,7 @@ def test_a_figure_not_reached_has_no_value_and_no_ratio() -> None:
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "100.5"])
 def test_bench_threshold_out_of_range_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.bench import parse_args
+    from seq2seq.tools.bench import parse_args
 
     with pytest.raises(SystemExit) as e:
         parse_args(["--threshold", value])

@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seq2seq import checkpoint
-from seq2seq.checkpoint import CheckpointError
-from seq2seq.cli import translate_main
+from seq2seq.cli.commands import translate_main
 from seq2seq.config import load_config
-from seq2seq.tokenization import train_tokenizer
-from seq2seq.training import train
-from seq2seq.translation import Translator
+from seq2seq.data.tokenization import train_tokenizer
+from seq2seq.model import checkpoint
+from seq2seq.model.checkpoint import CheckpointError
+from seq2seq.training.trainer import train
+from seq2seq.translation.translator import Translator
 
 SENTENCES = ["March 3, 2021", "tuesday, 19 october 2049", "1/2/03"]
 INFERENCE_FILES = {"model.safetensors", "config.yaml", "src_tokenizer.json", "tgt_tokenizer.json"}

@@ -1,4 +1,4 @@
-"""Tests for seq2seq.corpus, seq2seq.hub and seq2seq.synthetic: every source, its errors, and the
+"""Tests for seq2seq.data.corpus, seq2seq.data.hub and seq2seq.data.synthetic: every source, its errors, and the
 synthetic tasks."""
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from seq2seq import corpus, hub, synthetic  # noqa: E402
 from seq2seq.config import ConfigError, DataConfig  # noqa: E402
-from seq2seq.corpus import (  # noqa: E402
+from seq2seq.data import (
+    corpus,
+    hub,
+    synthetic,  # noqa: E402
+)
+from seq2seq.data.corpus import (  # noqa: E402
     CorpusError,
     drop_empty,
     load_corpus,
@@ -29,7 +33,7 @@ from seq2seq.corpus import (  # noqa: E402
     read_parallel_files,
     read_tsv,
 )
-from seq2seq.synthetic import make_addition, make_addition_textbook, make_dates  # noqa: E402
+from seq2seq.data.synthetic import make_addition, make_addition_textbook, make_dates  # noqa: E402
 
 MULTI30K = Path("/work/shared/data/multi30k")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from seq2seq.cli import train_main, translate_main
-from seq2seq.parsing import ParseError, check_size, load_json, load_yaml
+from seq2seq.cli.commands import train_main, translate_main
+from seq2seq.config.parsing import ParseError, check_size, load_json, load_yaml
 
 pytestmark = pytest.mark.smoke
 
@@ -84,7 +84,7 @@ def test_pathological_config_files(text: str, fragment: str, tmp_path: Path,
 def test_pathological_override_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert quick(lambda: train_main(["--out", str(tmp_path / "run"), f"tracking.tags={billion_laughs()}"])) == 1
     one_error_line(capsys.readouterr().err, "tracking.tags", "too large")
-    from seq2seq.sweep import main as sweep_main
+    from seq2seq.tools.sweep import main as sweep_main
 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"name: x\nbase: dates.yaml\nvariants: {billion_laughs()}\n")
@@ -242,7 +242,7 @@ def test_tokenizer_ids_that_do_not_fit_the_embedding(new_id: int, fragment: str,
 def test_bounded_lines() -> None:
     import io
 
-    from seq2seq.parsing import bounded_lines
+    from seq2seq.config.parsing import bounded_lines
 
     assert list(bounded_lines(io.BytesIO(b"a\nbb\r\nccc"), limit=4)) == [b"a\n", b"bb\r\n", b"ccc"]
     assert list(bounded_lines(io.BytesIO(b"abcd\n"), limit=4)) == [b"abcd\n"]  # the limit, and its newline

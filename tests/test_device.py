@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seq2seq import device as dev
 from seq2seq.config import ConfigError, load_config
+from seq2seq.runtime import device as dev
 
 
 def test_bf16_setting_parses_auto_true_false_only() -> None:
@@ -69,7 +69,8 @@ def test_openmp_threads_spin_briefly_unless_the_environment_says_how_they_wait()
     import subprocess
     import sys
 
-    code = "import seq2seq, os; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
+    code = ("import os, seq2seq.runtime; seq2seq.runtime.tune(); "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
 
     def seen(**extra: str) -> str:
@@ -86,7 +87,7 @@ def test_a_bf16_run_on_the_cpu_trains_and_saves_fp32_weights(tmp_path, tiny_conf
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     from safetensors.torch import load_file
 
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     train(tiny_config("train.bf16=true", "train.max_steps=4", "train.log_every=1"), tmp_path / "run")
     out = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """Data-parallel training for real: two CPU processes (gloo) started by torchrun.
 
-The design (see seq2seq/distributed.py and batching.epoch_batches) makes a two-rank run with
+The design (see seq2seq/runtime/distributed.py and batching.epoch_batches) makes a two-rank run with
 ``batch_size`` B take *the same steps* as one process with 2B: both cut the same global
 batches, each rank trains on a fixed half of each, and the loss is normalised by the global
 token count. So the per-step training loss, the gradient norm and the validation loss must
@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
-from seq2seq import checkpoint, distributed
+from seq2seq.model import checkpoint
+from seq2seq.runtime import distributed
 
 pytestmark = pytest.mark.smoke  # every test here trains or runs a command
 
@@ -65,7 +66,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory, tiny_overrides: tuple[st
 
 def test_two_ranks_take_the_steps_of_one_process_with_twice_the_batch(
         two_ranks: Path, tmp_path: Path, tiny_config: Any, metrics: Any) -> None:
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     train(tiny_config("train.batch_size=64", "train.log_every=1"), tmp_path / "one")
     one, two = metrics(tmp_path / "one"), metrics(two_ranks)

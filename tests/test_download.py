@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq import download
+from seq2seq.tools import download
 
 pytestmark = pytest.mark.smoke  # every test here runs the download command's main([...])
 

@@ -1,4 +1,4 @@
-"""seq2seq.errors: a user error ends a command with one line and exit status 1."""
+"""seq2seq.cli.errors: a user error ends a command with one line and exit status 1."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
+from seq2seq.cli.errors import check_positive, run_command
 from seq2seq.config import ConfigError
-from seq2seq.errors import check_positive, run_command
-from seq2seq.training import TrainError
+from seq2seq.training.trainer import TrainError
 
 
 def _raise(e: BaseException) -> int:

@@ -1,4 +1,4 @@
-"""Scoring (sacreBLEU BLEU and chrF, exact match, BLEU by length) and ``python -m seq2seq.evaluation``."""
+"""Scoring (sacreBLEU BLEU and chrF, exact match, BLEU by length) and ``python -m seq2seq evaluate``."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from seq2seq import evaluation
-from seq2seq.cli import evaluate_main
+from seq2seq.cli.evaluate import main as evaluate_main
 from seq2seq.config import load_config
-from seq2seq.corpus import load_split
-from seq2seq.evaluation import DEFAULT_BUCKETS, Bucket, Scores, bleu_by_length, format_report, score
-from seq2seq.translation import Translator
+from seq2seq.data.corpus import load_split
+from seq2seq.translation import evaluation
+from seq2seq.translation.evaluation import DEFAULT_BUCKETS, Bucket, Scores, bleu_by_length, format_report, score
+from seq2seq.translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parent.parent
 BLEU_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\d+\.\d+\.\d+")
@@ -27,7 +27,7 @@ CHRF_SIGNATURE = re.compile(r"nrefs:1\|case:mixed\|eff:yes\|nc:6\|nw:0\|space:no
 
 
 def run_evaluate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "seq2seq.evaluation", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "seq2seq", "evaluate", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"})
 
 
@@ -158,7 +158,7 @@ def test_format_report() -> None:
     assert len(format_report(scores).splitlines()) == 3
 
 
-# --- python -m seq2seq.evaluation ------------------------------------------------------------
+# --- python -m seq2seq evaluate ------------------------------------------------------------
 
 
 def _report_value(stdout: str, name: str) -> float:
@@ -289,7 +289,7 @@ def test_evaluate_outputs_that_are_inputs_or_unwritable_are_refused_before_decod
 
 @pytest.mark.smoke
 def test_evaluate_buckets_and_the_by_length_plot(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from seq2seq.plots import main as plots_main
+    from seq2seq.tools.plots import main as plots_main
 
     js = tmp_path / "e.json"
     result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--json", str(js), "--buckets", "2", "3", "9")
@@ -310,9 +310,9 @@ def test_evaluate_buckets_and_the_by_length_plot(tiny_checkpoint: Path, tmp_path
 
 @pytest.mark.smoke
 def test_results_entry_for_a_run(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """python -m seq2seq.results: greedy and beam scores of best/ on both splits, the training
+    """python -m seq2seq results: greedy and beam scores of best/ on both splits, the training
     record from metrics.jsonl; a second entry is added beside it, the same name replaced."""
-    from seq2seq import results
+    from seq2seq.tools import results
 
     out = tmp_path / "docs" / "results.json"
     argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--command", "python train.py",
@@ -337,7 +337,7 @@ def test_results_entry_for_a_run(trained_run: Path, tmp_path: Path, capsys: pyte
 
 def test_by_length_reads_an_entry_of_a_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """plots by-length --eval NAME=FILE: FILE may be a results list; NAME picks its entry (test, greedy)."""
-    from seq2seq.plots import read_evaluations
+    from seq2seq.tools.plots import read_evaluations
 
     greedy = {"beam": 1, "buckets": [{"label": "1-8", "n": 3, "bleu": 30.0}]}
     entries = [{"name": "peeky", "test_split": "test_2016_flickr", "valid_split": "val",
@@ -358,7 +358,7 @@ def test_evaluate_split_never_writes_over_the_corpus(tiny_checkpoint: Path, tmp_
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """``--split`` reads ``{data.path}/{split}.*``: an --output or --json naming one of those
     files would have replaced the references with hypotheses (issue 18)."""
-    from seq2seq.synthetic import make_dates
+    from seq2seq.data.synthetic import make_dates
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -383,8 +383,8 @@ def test_evaluate_split_never_writes_over_the_corpus(tiny_checkpoint: Path, tmp_
 @pytest.mark.smoke
 def test_results_scores_another_checkpoint_of_the_run(trained_run: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """--checkpoint last scores run/last (e.g. averaged, from python -m seq2seq.average), recorded as such."""
-    from seq2seq import results
+    """--checkpoint last scores run/last (e.g. averaged, from python -m seq2seq average), recorded as such."""
+    from seq2seq.tools import results
 
     out = tmp_path / "results.json"
     argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--beam", "2"]

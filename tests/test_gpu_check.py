@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.gpu_check import CUDA_CHECKS, GOALS, GRAPH_CEILING, goals, graph_ceiling
+from seq2seq.tools.gpu_check import CUDA_CHECKS, GOALS, GRAPH_CEILING, goals, graph_ceiling
 
 pytestmark = pytest.mark.smoke
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_dry_run_writes_every_part(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "seq2seq.gpu_check", "--out", str(out), "--device", "cpu", "--tiny"],
+    done = subprocess.run([sys.executable, "-m", "seq2seq", "gpu_check", "--out", str(out), "--device", "cpu",
+                           "--tiny"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -66,7 +67,7 @@ def test_the_graph_ceiling_is_measured_or_interpolated_between_measured_sizes() 
 
 
 def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
-    from seq2seq.gpu_check import main
+    from seq2seq.tools.gpu_check import main
 
     (tmp_path / "thesis.tex").write_text("keep me")
     assert main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 1

@@ -1,8 +1,8 @@
-"""The CUDA-graph wrapper (seq2seq/graphs.py) on the CPU: a CPU cannot capture, so what is
+"""The CUDA-graph wrapper (seq2seq/training/graphs.py) on the CPU: a CPU cannot capture, so what is
 tested here is the bookkeeping around capture -- each shape's fixed batch tensors, the
 learning rate and ``capturable`` flag swapped in for the capture only, and the fallback to
 eager steps with one warning line when capture fails. Graphs against eager steps on a GPU:
-tests/test_cuda.py (``pytest -m cuda``) and ``python -m seq2seq.gpu_check``."""
+tests/test_cuda.py (``pytest -m cuda``) and ``python -m seq2seq gpu_check``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq import graphs, training
-from seq2seq.buckets import DeviceCorpus, StaticBatch
 from seq2seq.config import ModelConfig
-from seq2seq.graphs import StepGraphs
-from seq2seq.model import build_model
-from seq2seq.training import make_optimizer, static_step, train
+from seq2seq.data.buckets import DeviceCorpus, StaticBatch
+from seq2seq.model.seq2seq import build_model
+from seq2seq.training import graphs
+from seq2seq.training import trainer as training
+from seq2seq.training.graphs import StepGraphs
+from seq2seq.training.trainer import make_optimizer, static_step, train
 
 CPU = torch.device("cpu")
 

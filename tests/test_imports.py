@@ -1,10 +1,12 @@
-"""The package's structure: every module imports on its own, no library module imports the
-command line, the import graph has no cycle; and the one entry ``python -m seq2seq``."""
+"""The package's structure: every module imports on its own and changes nothing when imported,
+imports point down through the subpackages' layers, the import graph has no cycle; and the one
+entry ``python -m seq2seq``."""
 
 from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +15,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "seq2seq"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))  # __init__ is the package itself
-ENTRY_POINTS = {"__main__", "cli"}  # the only modules that may import seq2seq.cli
 
 
-def python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def module_name(path: Path) -> str:
+    """seq2seq/training/trainer.py -> seq2seq.training.trainer; seq2seq/data/__init__.py -> seq2seq.data."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+MODULES = sorted(FILES)
+# Each subpackage's layer: a module imports only from its own layer or below (runtime is the bottom).
+LAYERS = {"runtime": 0, "config": 1, "data": 2, "model": 3, "translation": 4, "training": 5, "cli": 6,
+          "serve": 7, "tools": 8}
+TOP = 9  # seq2seq/__init__.py and __main__.py
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS[parts[1]] if len(parts) > 1 and parts[1] in LAYERS else TOP
+
+
+def python(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "WANDB_MODE": "disabled"})
+                          env=env or {**os.environ, "WANDB_MODE": "disabled"})
 
 
 KINDS = ("module", "function", "type")  # at import time; inside a function; under ``if TYPE_CHECKING``
@@ -28,12 +47,15 @@ KINDS = ("module", "function", "type")  # at import time; inside a function; und
 class _Imports(ast.NodeVisitor):
     """The package's modules one module imports, each with the kind of its first-ranked import."""
 
-    def __init__(self, module: str) -> None:
+    def __init__(self, module: str, is_package: bool) -> None:
         self.module = module
+        self.package = module if is_package else module.rpartition(".")[0]
         self.found: dict[str, str] = {}
         self.kind = "module"
 
     def add(self, name: str) -> None:
+        while name not in FILES and "." in name:  # a name defined in a module: the module
+            name = name.rpartition(".")[0]
         known = self.found.get(name)
         if name != self.module and (known is None or KINDS.index(self.kind) < KINDS.index(known)):
             self.found[name] = self.kind
@@ -60,35 +82,37 @@ class _Imports(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            parts = alias.name.split(".")
-            if parts[0] == "seq2seq":
-                self.add(parts[1] if len(parts) > 1 else "__init__")
+            if alias.name.split(".")[0] == "seq2seq":
+                self.add(alias.name)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level > 1:
-            pytest.fail(f"seq2seq/{self.module}.py:{node.lineno}: an import from above the package")
-        parts = (node.module or "").split(".")
-        if node.level == 0 and parts[0] != "seq2seq":
+        if node.level:
+            base = self.package.split(".")
+            if node.level - 1 >= len(base):
+                pytest.fail(f"{self.module}:{node.lineno}: an import from above the package")
+            base = base[:len(base) - (node.level - 1)]
+            target = ".".join([*base, *([node.module] if node.module else [])])
+        elif (node.module or "").split(".")[0] == "seq2seq":
+            target = node.module or ""
+        else:
             return
-        inner = parts[1:] if node.level == 0 else [p for p in parts if p]
-        if inner:  # from .x import y / from seq2seq.x import y
-            self.add(inner[0])
-        else:  # from . import x / from seq2seq import x: x a module, or a name of __init__
-            for alias in node.names:
-                self.add(alias.name if alias.name in MODULES else "__init__")
+        for alias in node.names:  # from pkg import submodule, or from module import name
+            full = f"{target}.{alias.name}"
+            self.add(full if full in FILES else target)
+
+
+def imports_in(module: str, source: str, is_package: bool = False) -> dict[str, str]:
+    visitor = _Imports(module, is_package)
+    visitor.visit(ast.parse(source))
+    return visitor.found
 
 
 def imported_modules(module: str) -> dict[str, str]:
     """The package's modules that ``module`` imports, relatively or absolutely, anywhere in its
     source, each with its kind (:data:`KINDS`): at import time (module level, ``__main__``
     block included), inside a function only, or under ``if TYPE_CHECKING`` only."""
-    return imports_in(module, (PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
-
-
-def imports_in(module: str, source: str) -> dict[str, str]:
-    visitor = _Imports(module)
-    visitor.visit(ast.parse(source))
-    return visitor.found
+    path = FILES[module]
+    return imports_in(module, path.read_text(encoding="utf-8"), path.name == "__init__.py")
 
 
 def import_graph() -> dict[str, dict[str, str]]:
@@ -136,20 +160,27 @@ def describe(cycle: list[str], graph: dict[str, dict[str, str]]) -> str:
 @pytest.mark.smoke  # a fresh interpreter
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_imports_in_a_fresh_interpreter(module: str) -> None:
-    name = "seq2seq" if module == "__init__" else f"seq2seq.{module}"
-    result = python("-c", f"import {name}")
-    assert result.returncode == 0, f"import {name} failed:\n{result.stderr}"
+    result = python("-c", f"import {module}")
+    assert result.returncode == 0, f"import {module} failed:\n{result.stderr}"
 
 
-def test_no_library_module_imports_the_command_line() -> None:
-    offenders = sorted(m for m in MODULES if m not in ENTRY_POINTS and "cli" in imported_modules(m))
-    assert offenders == [], f"these modules import seq2seq.cli (use seq2seq.errors): {offenders}"
+def test_every_subpackage_has_a_layer() -> None:
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert packages == set(LAYERS), f"subpackages without a layer, or layers without one: {packages ^ set(LAYERS)}"
+
+
+def test_imports_point_down_through_the_layers() -> None:
+    """Lazy (function-level) and TYPE_CHECKING imports count too."""
+    upward = [f"{m} ({kind}) -> {target}" for m in MODULES if m.startswith("seq2seq.")
+              for target, kind in imported_modules(m).items() if layer(target) > layer(m)]
+    assert upward == [], "imports from a higher layer (LAYERS): " + "; ".join(upward)
 
 
 def test_the_import_graph_has_no_cycle() -> None:
     """Lazy (function-level) and TYPE_CHECKING imports count: they hide a cycle, not remove it."""
     graph = import_graph()
-    assert graph["corpus"]["hub"] == "function" and graph["evaluation"]["errors"] == "module"
+    assert graph["seq2seq.data.corpus"]["seq2seq.data.hub"] == "function"
+    assert graph["seq2seq.cli.evaluate"]["seq2seq.cli.errors"] == "module"
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(describe(c, graph) for c in found)
 
@@ -158,24 +189,27 @@ def test_imports_are_found_with_their_kind() -> None:
     source = """
 import seq2seq.config
 from typing import TYPE_CHECKING
-from . import batching, __version__
-from .model import Seq2Seq
+from .. import data, __version__
+from ..model.seq2seq import Seq2Seq
+from . import evaluation
 if TYPE_CHECKING:
-    from .translation import Translator
-    from seq2seq.model import ModelConfig
+    from .translator import Translator
+    from seq2seq.data.batching import Batch
 def f():
-    from seq2seq import search
-    from .translation import Translator
+    from seq2seq.model.search import beam_search
+    from .translator import Translator
     if TYPE_CHECKING:
-        import seq2seq.tracking
+        import seq2seq.training.tracking
 class C:
-    from .device import select_device
+    from ..runtime.device import select_device
 if __name__ == "__main__":
-    from .cli import train_main
+    from ..cli import commands
 """
-    assert imports_in("evaluation", source) == {
-        "config": "module", "batching": "module", "__init__": "module", "model": "module", "translation": "function",
-        "search": "function", "tracking": "type", "device": "module", "cli": "module"}
+    assert imports_in("seq2seq.translation.x", source) == {
+        "seq2seq.config": "module", "seq2seq.data": "module", "seq2seq": "module", "seq2seq.model.seq2seq": "module",
+        "seq2seq.translation.evaluation": "module", "seq2seq.translation.translator": "function",
+        "seq2seq.data.batching": "type", "seq2seq.model.search": "function", "seq2seq.training.tracking": "type",
+        "seq2seq.runtime.device": "module", "seq2seq.cli.commands": "module"}
 
 
 def test_cycles_are_found() -> None:
@@ -190,13 +224,84 @@ def test_cycles_are_found() -> None:
 
 @pytest.mark.smoke  # a fresh interpreter
 def test_seq2seq_errors_is_light() -> None:
-    """Any module may use seq2seq.errors: it imports no other module of the package until an error is reported."""
-    kinds = imported_modules("errors")
+    """Any command may use seq2seq.cli.errors: it imports no other module of the package until an error is reported."""
+    kinds = imported_modules("seq2seq.cli.errors")
     assert kinds and set(kinds.values()) == {"function"}, kinds
-    result = python("-c", "import sys, seq2seq.errors\n"
+    result = python("-c", "import sys, seq2seq.cli.errors\n"
                           "print(sorted(m for m in sys.modules if m.startswith('seq2seq')))")
-    # seq2seq.malloc: the package's __init__ tunes the allocator with it (it imports ctypes and os only)
-    assert result.stdout.strip() == "['seq2seq', 'seq2seq.errors', 'seq2seq.malloc']", result.stderr
+    assert result.stdout.strip() == "['seq2seq', 'seq2seq.cli', 'seq2seq.cli.errors']", result.stderr
+
+
+# --- importing changes nothing ---------------------------------------------------------------
+
+# An LD_PRELOAD shim that reports every mallopt call on stderr, then makes it.
+MALLOPT_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+int mallopt(int param, int value) {
+    static int (*real)(int, int);
+    if (!real) real = (int (*)(int, int))dlsym(RTLD_NEXT, "mallopt");
+    fprintf(stderr, "mallopt(%d, %d)\n", param, value);
+    return real(param, value);
+}
+"""
+# In a fresh interpreter: the environment before and after importing every module, then (if
+# asked) after seq2seq.runtime.tune(); prints the variables that changed.
+IMPORT_ALL = """
+import importlib, os, sys
+before = dict(os.environ)
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+if sys.argv[2] == "tune":
+    import seq2seq.runtime
+    seq2seq.runtime.tune()
+print(sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)))
+"""
+
+
+@pytest.fixture(scope="module")
+def mallopt_shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler for the mallopt shim")
+    tmp = tmp_path_factory.mktemp("shim")
+    (tmp / "shim.c").write_text(MALLOPT_SHIM)
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(tmp / "shim.so"), str(tmp / "shim.c"), "-ldl"], check=True)
+    return tmp / "shim.so"
+
+
+def import_all(shim: Path, then: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GOMP_", "OMP_WAIT", "SEQ2SEQ_"))}
+    env.update(LD_PRELOAD=str(shim), WANDB_MODE="disabled")
+    importable = [m for m in MODULES if m != "seq2seq.__main__"]
+    return python("-c", IMPORT_ALL, ",".join(importable), then, env=env, timeout=300)
+
+
+@pytest.mark.smoke  # a fresh interpreter
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc and LD_PRELOAD")
+def test_importing_every_module_changes_neither_the_environment_nor_malloc(mallopt_shim: Path) -> None:
+    imported = import_all(mallopt_shim, "")
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "[]", f"the environment changed: {imported.stdout}"
+    assert "mallopt(" not in imported.stderr, imported.stderr
+    tuned = import_all(mallopt_shim, "tune")  # the same probe sees what tune() does
+    assert tuned.returncode == 0, tuned.stderr
+    assert "mallopt(-3, 33554432)" in tuned.stderr, tuned.stderr  # M_MMAP_THRESHOLD: 32 MiB
+    assert tuned.stdout.strip() == "[]"  # torch had loaded: GOMP_SPINCOUNT would come too late, so it is left unset
+
+
+@pytest.mark.smoke  # a fresh interpreter
+def test_the_commands_tune_before_torch_loads(mallopt_shim: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GOMP_", "OMP_WAIT", "SEQ2SEQ_"))}
+    probe = ("import os, sys, runpy; sys.argv = ['x', 'evaluate', '--help']\n"
+             "try:\n    runpy.run_module('seq2seq', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('GOMP_SPINCOUNT', os.environ.get('GOMP_SPINCOUNT'))")
+    result = python("-c", probe, env={**env, "LD_PRELOAD": str(mallopt_shim), "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "GOMP_SPINCOUNT 20000", result.stdout
+    assert "mallopt(-3, 33554432)" in result.stderr, result.stderr
 
 
 # --- python -m seq2seq -------------------------------------------------------------------------
@@ -231,7 +336,7 @@ def test_unknown_command_is_one_line_and_exit_status_2() -> None:
 @pytest.mark.smoke  # a fresh interpreter
 def test_a_command_gets_its_arguments() -> None:
     result = python("-m", "seq2seq", "evaluate", "--help")
-    assert result.returncode == 0 and result.stdout.startswith("usage: python -m seq2seq.evaluation "), result.stderr
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m seq2seq evaluate "), result.stderr
     result = python("-m", "seq2seq", "prepare", "--config", "missing.yaml", "--out", "unused")
     assert (result.returncode, result.stderr.count("\n")) == (1, 1) and result.stderr.startswith("error: ")
 
@@ -240,16 +345,17 @@ def test_a_command_gets_its_arguments() -> None:
 def test_the_entry_loads_no_command_until_one_runs() -> None:
     result = python("-c", "import sys, seq2seq.__main__; print(sorted(m for m in sys.modules if m.startswith("
                           "('seq2seq', 'torch'))))")
-    assert result.stdout.strip() == "['seq2seq', 'seq2seq.__main__', 'seq2seq.malloc']", result.stderr
+    assert result.stdout.strip() == "['seq2seq', 'seq2seq.__main__']", result.stderr
 
 
 def test_every_module_with_a_main_is_a_command() -> None:
-    from seq2seq.__main__ import COMMANDS, command_main
+    from seq2seq.__main__ import COMMANDS, ENTRIES, command_main
 
-    with_main = {m for m in MODULES if m != "__main__" and any(
+    with_main = {m for m in MODULES if m != "seq2seq.__main__" and any(
         isinstance(n, ast.FunctionDef) and n.name == "main"
-        for n in ast.parse((PACKAGE / f"{m}.py").read_text(encoding="utf-8")).body)}
-    commands = {command_main(name).__module__.removeprefix("seq2seq.") for name in COMMANDS}
+        for n in ast.parse(FILES[m].read_text(encoding="utf-8")).body)}
+    commands = {"seq2seq." + ENTRIES[name].split(":")[0] for name in COMMANDS}
     assert with_main <= commands, f"modules with a main but no command: {sorted(with_main - commands)}"
+    assert commands <= set(MODULES), f"commands whose module is missing: {sorted(commands - set(MODULES))}"
     with pytest.raises(KeyError):
         command_main("nope")

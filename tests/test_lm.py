@@ -14,19 +14,12 @@ import pytest
 import torch
 
 from seq2seq.config import ConfigError, load_config
-from seq2seq.lm import LanguageModel, build_lm, detach_state
-from seq2seq.lm_data import (
-    Split,
-    sentence_log_probs,
-    sentence_rows,
-    split_nll,
-    stream_batches,
-    stream_nll,
-    stream_rows,
-)
-from seq2seq.ngram import KneserNey
-from seq2seq.sampling import sample
-from seq2seq.tokenization import EOS, PAD, train_tokenizer
+from seq2seq.data.lm_data import Split, sentence_rows, stream_batches, stream_rows
+from seq2seq.data.tokenization import EOS, PAD, train_tokenizer
+from seq2seq.model.lm import LanguageModel, build_lm, detach_state
+from seq2seq.model.lm_scoring import sentence_log_probs, split_nll, stream_nll
+from seq2seq.model.sampling import sample
+from seq2seq.tools.ngram import KneserNey
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAR = ROOT / "configs" / "lm_multi30k_en_char.yaml"
@@ -166,13 +159,13 @@ def test_a_line_scored_alone_equals_the_line_scored_in_a_batch() -> None:
 def test_a_long_line_is_scored_alone_not_padding_the_others_to_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
     """One very long line among short ones: no batch pads several rows to its length (that
     was batch_size rows of the long line's length: 300 GB for a 1 MiB line at batch 256)."""
-    from seq2seq import lm_data
+    from seq2seq.model import lm_scoring
 
     model = tiny_model()
     sentences = [[5] * 3000] + [[6, 7, 8]] * 15
     shapes: list[tuple[int, ...]] = []
-    rows = lm_data.sentence_rows
-    monkeypatch.setattr(lm_data, "sentence_rows", lambda s: shapes.append((len(s), max(map(len, s)) + 1)) or rows(s))
+    rows = lm_scoring.sentence_rows
+    monkeypatch.setattr(lm_scoring, "sentence_rows", lambda s: shapes.append((len(s), max(map(len, s)) + 1)) or rows(s))
     scores = sentence_log_probs(model, sentences, batch_size=8)
     assert all(b == 1 or b * t <= 8 * 256 for b, t in shapes), shapes
     assert sorted(b for b, _ in shapes) == [1, 7, 8]
@@ -180,7 +173,7 @@ def test_a_long_line_is_scored_alone_not_padding_the_others_to_its_length(monkey
 
 
 def test_sentence_batches_cut_a_long_line_alone_and_short_ones_as_before() -> None:
-    from seq2seq.lm_data import sentence_batches
+    from seq2seq.data.lm_data import sentence_batches
 
     rng = random.Random(2)
     short = [[rng.randint(4, 11) for _ in range(rng.randint(1, 255))] for _ in range(40)]
@@ -209,8 +202,8 @@ def test_same_seed_same_samples_drawn_in_one_batch() -> None:
 def test_extreme_temperatures_draw_without_nan(temperature: float) -> None:
     """A tiny temperature draws the argmax, a huge one any token but the special ones (both
     were a multinomial traceback: nan probabilities)."""
-    from seq2seq.sampling import draw
-    from seq2seq.tokenization import BOS, UNK
+    from seq2seq.data.tokenization import BOS, UNK
+    from seq2seq.model.sampling import draw
 
     logits = 100 * torch.randn(64, 12, generator=torch.Generator().manual_seed(0))
     drawn = draw(logits, temperature, 0, torch.Generator().manual_seed(1))
@@ -249,7 +242,7 @@ def test_kneser_ney_prefers_what_it_saw() -> None:
 @pytest.mark.parametrize("order", ["0", "17", "100"])
 def test_ngram_order_out_of_range_is_one_line(order: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Refused before any text is read: a 100-gram of Multi30k's characters ran out of memory."""
-    from seq2seq.ngram import main
+    from seq2seq.tools.ngram import main
 
     assert main(["--config", str(CHAR), "--order", "3", order]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -280,7 +273,7 @@ def test_a_corpus_with_no_text_is_one_line_error(tmp_path: Path, run_script: Any
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny LM run (stream batching). Read only."""
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     root = tmp_path_factory.mktemp("lm")
     out = root / "run"
@@ -305,7 +298,7 @@ def test_training_writes_perplexity_bpc_and_checkpoints(lm_run: Path, metrics: A
 
 @pytest.mark.smoke
 def test_sentence_batching_trains(tmp_path: Path) -> None:
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     summary = train(lm_config(text_corpus(tmp_path / "c"), "train.lm_batching=sentence", "train.epochs=1"),
                     tmp_path / "run")
@@ -317,8 +310,8 @@ def test_early_stopping_follows_validation_perplexity(tmp_path: Path, monkeypatc
                                                       metrics: Any) -> None:
     """Validation perplexity that stops falling ends the run after train.patience epochs; best/
     holds the epoch with the lowest one."""
-    from seq2seq import lm_training
-    from seq2seq.training import train
+    from seq2seq.training import lm_training
+    from seq2seq.training.trainer import train
 
     ppl = iter([5.0, 4.0, 4.5, 4.2, 3.0, 2.0])  # epochs 3 and 4 are no better than epoch 2
 
@@ -334,8 +327,8 @@ def test_early_stopping_follows_validation_perplexity(tmp_path: Path, monkeypatc
 
 @pytest.mark.smoke
 def test_a_bpe_language_model_trains_and_samples(tmp_path: Path) -> None:
-    from seq2seq.checkpoint import load_lm
-    from seq2seq.training import train
+    from seq2seq.model.checkpoint import load_lm
+    from seq2seq.training.trainer import train
 
     config = load_config(ROOT / "configs" / "lm_multi30k_en_bpe.yaml",
                          [*TINY, f"data.path={text_corpus(tmp_path / 'c')}", "data.vocab_size=300", "train.epochs=1"])
@@ -349,8 +342,8 @@ def test_a_bpe_language_model_trains_and_samples(tmp_path: Path) -> None:
 def stopped_at_step(monkeypatch: pytest.MonkeyPatch, step: int, cfg: Any, out: Path) -> None:
     """Train ``cfg`` into ``out`` with a SIGINT arriving during step ``step`` (the run saves and
     exits, as on a real signal); the training step is as it was afterwards."""
-    from seq2seq import lm_training
-    from seq2seq.training import train
+    from seq2seq.training import lm_training
+    from seq2seq.training.trainer import train
 
     original = lm_training.LMTrainer.train_step
     calls = {"n": 0}
@@ -372,8 +365,8 @@ def test_resume_after_a_signal_mid_epoch_takes_the_same_steps(tmp_path: Path, mo
                                                               ) -> None:
     """Interrupted mid-epoch and resumed, the run ends with the weights of an uninterrupted one:
     last/ carries the stream state, the optimizer and the RNGs."""
-    from seq2seq.checkpoint import load_lm
-    from seq2seq.training import train
+    from seq2seq.model.checkpoint import load_lm
+    from seq2seq.training.trainer import train
 
     cfg = lm_config(text_corpus(tmp_path / "c"), "model.dropout=0.1")
     train(cfg, tmp_path / "straight")
@@ -389,8 +382,8 @@ def test_resume_mid_epoch_refuses_other_batches(tmp_path: Path, monkeypatch: pyt
                                                 ) -> None:
     """Stopped mid-epoch, a run resumed with another bptt, batching or seed would go on from
     the same batch number of other batches (text skipped or read twice): refused in one line."""
-    from seq2seq.checkpoint import CheckpointError
-    from seq2seq.training import train
+    from seq2seq.model.checkpoint import CheckpointError
+    from seq2seq.training.trainer import train
 
     stopped_at_step(monkeypatch, 1, lm_config(text_corpus(tmp_path / "c")), tmp_path / "run")
     with pytest.raises(CheckpointError, match=f"stopped mid-epoch .*{change.split('=')[0]}="):
@@ -401,13 +394,13 @@ def test_resume_mid_epoch_refuses_other_batches(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.smoke
 def test_generate_samples_and_scores(lm_run: Path, tmp_path: Path, run_script: Any) -> None:
     args = ("--checkpoint", str(lm_run), "--num", "3", "--seed", "7", "--max-tokens", "20", "--prompt", "a ☃")
-    first = run_script("-m", "seq2seq.generate", *args)
+    first = run_script("-m", "seq2seq", "generate", *args)
     assert first.returncode == 0, first.stderr
     assert len(first.stdout.splitlines()) == 3 and all(t.startswith("a ☃") for t in first.stdout.splitlines())
     assert run_script("-m", "seq2seq", "generate", *args).stdout == first.stdout  # same seed, same samples
     lines = ["a dog runs .", "", "the cat sat on the mat ."]
     (tmp_path / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    scored = run_script("-m", "seq2seq.generate", "--checkpoint", str(lm_run), "--score", str(tmp_path / "text.txt"))
+    scored = run_script("-m", "seq2seq", "generate", "--checkpoint", str(lm_run), "--score", str(tmp_path / "text.txt"))
     assert scored.returncode == 0, scored.stderr
     rows = [row.split("\t") for row in scored.stdout.splitlines()]
     assert [int(n) for _, n in rows] == [len(t) + 1 for t in lines]  # line for line, EOS counted
@@ -422,7 +415,7 @@ def test_generate_draws_more_samples_than_a_batch_in_batches(lm_run: Path, capsy
                                                              ) -> None:
     """--num past --batch-size: every sample printed, in batches (memory bounded by the batch,
     not by --num: 10**8 samples was an allocation error); the same seed, the same samples."""
-    from seq2seq.generate import main
+    from seq2seq.cli.generate import main
 
     args = ["--checkpoint", str(lm_run), "--num", "7", "--batch-size", "3", "--seed", "5", "--max-tokens", "8"]
     assert main(args) == 0
@@ -437,7 +430,7 @@ def test_generate_draws_more_samples_than_a_batch_in_batches(lm_run: Path, capsy
 @pytest.mark.smoke
 def test_each_command_refuses_the_other_tasks_checkpoint(lm_run: Path, trained_run: Path, run_script: Any
                                                          ) -> None:
-    r = run_script("-m", "seq2seq.generate", "--checkpoint", str(trained_run))
+    r = run_script("-m", "seq2seq", "generate", "--checkpoint", str(trained_run))
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"error: {trained_run / 'best'}: this checkpoint is a translator; "
                                              "translate with translate.py (data.task: translate)"]
@@ -453,7 +446,7 @@ def test_each_command_refuses_the_other_tasks_checkpoint(lm_run: Path, trained_r
 ])
 def test_generate_bad_options_are_one_line_errors(lm_run: Path, args: list[str], message: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.generate import main
+    from seq2seq.cli.generate import main
 
     assert main(["--checkpoint", str(lm_run), *args]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -464,7 +457,7 @@ def test_generate_bad_options_are_one_line_errors(lm_run: Path, args: list[str],
 @pytest.mark.learns
 def test_learns_a_repetitive_text(tmp_path: Path) -> None:
     """A tiny char LM on a text that repeats a few sentences reaches a low perplexity in seconds."""
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     lines = ["the cat sat on the mat.", "a dog runs in the park.", "two men play ball."] * 60
     root = write_corpus(tmp_path / "c", {"train": lines, "val": lines[:9], "test_2016_flickr": lines[:9]})
@@ -479,7 +472,7 @@ def test_learns_a_repetitive_text(tmp_path: Path) -> None:
 def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
     import csv
 
-    from seq2seq.sweep import load_sweep, run_sweep
+    from seq2seq.tools.sweep import load_sweep, run_sweep
 
     corpus = text_corpus(tmp_path / "c")
     path = tmp_path / "sweep.yaml"
@@ -502,8 +495,8 @@ def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
 # --- a translator's decoder started from a language model (model.init_decoder_from) -------------
 @pytest.mark.parametrize("tie", [False, True])
 def test_init_decoder_copies_the_lm_into_a_peeky_decoder(tie: bool) -> None:
-    from seq2seq.lm import init_decoder
-    from seq2seq.model import build_model
+    from seq2seq.model.lm import init_decoder
+    from seq2seq.model.seq2seq import build_model
 
     lm = tiny_model(layers=2, tie=tie)
     cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
@@ -523,8 +516,8 @@ def test_init_decoder_copies_the_lm_into_a_peeky_decoder(tie: bool) -> None:
 def test_a_plain_decoder_from_an_lm_computes_the_lm() -> None:
     """Without peeky and attention, the started decoder is the language model: the same logits
     from the same state."""
-    from seq2seq.lm import init_decoder
-    from seq2seq.model import DecoderState, build_model
+    from seq2seq.model.lm import init_decoder
+    from seq2seq.model.seq2seq import DecoderState, build_model
 
     lm = tiny_model("gru")
     cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",
@@ -539,8 +532,8 @@ def test_a_plain_decoder_from_an_lm_computes_the_lm() -> None:
 
 
 def test_init_decoder_refuses_a_model_that_does_not_fit() -> None:
-    from seq2seq.lm import init_decoder
-    from seq2seq.model import build_model
+    from seq2seq.model.lm import init_decoder
+    from seq2seq.model.seq2seq import build_model
 
     cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=64", "model.embed_dim=8"]).model
     with pytest.raises(ValueError, match=r"model.init_decoder_from: the language model's .* does not fit"):
@@ -558,8 +551,8 @@ def test_init_decoder_from_bad_configs(config: str, overrides: list[str], messag
 
 @pytest.mark.smoke
 def test_a_translator_trains_from_an_lm_decoder(tmp_path: Path) -> None:
-    from seq2seq.checkpoint import load, load_lm
-    from seq2seq.training import train
+    from seq2seq.model.checkpoint import load, load_lm
+    from seq2seq.training.trainer import train
 
     rng = random.Random(5)
     words = {"a": "ein", "dog": "hund", "runs": "läuft", "the": "die", "cat": "katze", "sat": "saß"}

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seq2seq.loss import sequence_loss
-from seq2seq.tokenization import PAD
+from seq2seq.data.tokenization import PAD
+from seq2seq.model.loss import sequence_loss
 
 
 def reference(logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
@@ -54,7 +54,7 @@ def test_all_padding_is_zero_loss_and_zero_gradient() -> None:
 
 def test_one_block_as_on_a_gpu_equals_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a GPU the rows are one block (every block costs kernel launches); run that path here."""
-    from seq2seq import loss
+    from seq2seq.model import loss
 
     chunks = loss._chunks
     assert chunks(torch.empty(130, 5, device="meta")) == [slice(0, 130)]  # not the CPU: one block

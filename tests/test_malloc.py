@@ -1,4 +1,5 @@
-"""seq2seq/malloc.py: glibc's allocator keeps large blocks in the heap after ``import seq2seq``."""
+"""seq2seq/runtime/malloc.py: glibc's allocator keeps large blocks in the heap after ``seq2seq.runtime.tune()``
+(which the commands call where they start; importing the package alone leaves it as it is)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import sys
 
 import pytest
 
-from seq2seq import malloc
+from seq2seq.runtime import malloc
 
 pytestmark = pytest.mark.smoke
 
-# In a fresh process: import seq2seq, then malloc 16 MiB and say whether glibc served it with mmap
-# (mallinfo2's hblks: blocks that mmap serves), and what seq2seq.malloc applied.
+# In a fresh process: seq2seq.runtime.tune() (unless argv says no), then malloc 16 MiB and say
+# whether glibc served it with mmap
+# (mallinfo2's hblks: blocks that mmap serves), and what seq2seq.runtime.malloc applied.
 PROBE = """
-import ctypes, seq2seq, seq2seq.malloc as m
+import ctypes, sys, seq2seq.runtime, seq2seq.runtime.malloc as m
+if sys.argv[1:] != ['import only']:
+    seq2seq.runtime.tune()
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "
                                                 "fordblks keepcost").split()]
@@ -33,19 +37,20 @@ libc.free(block)
 TUNED = "0 ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_TRIM_THRESHOLD_']"  # no mmap; what was set
 
 
-def probe(**extra: str) -> str:
+def probe(*args: str, **extra: str) -> str:
     env = {k: v for k, v in os.environ.items()
            if k not in (*malloc.ENV_VARS, "SEQ2SEQ_MALLOC", "GLIBC_TUNABLES")}
-    done = subprocess.run([sys.executable, "-c", PROBE], env={**env, **extra}, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], env={**env, **extra}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return (done.stdout + done.stderr).strip()
 
 
 @pytest.mark.skipif(not malloc.glibc(), reason="glibc's malloc only")
-def test_import_keeps_a_16_mib_block_out_of_mmap() -> None:
+def test_tune_keeps_a_16_mib_block_out_of_mmap() -> None:
     assert probe() == TUNED  # from the heap: its pages are reused after free
     assert probe(SEQ2SEQ_MALLOC="0") == "1 []"  # glibc's default: a fresh mmap, faulted in page by page
     assert probe(SEQ2SEQ_MALLOC="1") == TUNED
+    assert probe("import only") == "1 []"  # importing the package leaves glibc as it is
 
 
 @pytest.mark.skipif(not malloc.glibc(), reason="glibc's malloc only")

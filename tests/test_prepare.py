@@ -1,5 +1,5 @@
 """Prepared stores: the prepare step streams the corpus into flat token files, and training
-streams batches back from them a chunk at a time (seq2seq/store.py)."""
+streams batches back from them a chunk at a time (seq2seq/data/store.py)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from seq2seq import corpus, store, synthetic, training
-from seq2seq.batching import encode_pairs, epoch_batches
 from seq2seq.config import load_config
-from seq2seq.prepare import main as prepare_main
-from seq2seq.store import Store, StoreError, prepare
-from seq2seq.tokenization import train_tokenizers
-from seq2seq.training import prepare_data, train
+from seq2seq.data import corpus, store, synthetic
+from seq2seq.data.batching import encode_pairs, epoch_batches
+from seq2seq.data.store import Store, StoreError, prepare
+from seq2seq.data.tokenization import train_tokenizers
+from seq2seq.tools.prepare import main as prepare_main
+from seq2seq.training import trainer as training
+from seq2seq.training.trainer import prepare_data, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = ("data.size=1000",)  # 900 training pairs
@@ -195,7 +196,7 @@ def test_prepare_streams_files_and_refuses_mistakes(tmp_path: Path, capsys: pyte
 
 
 def test_a_vocabulary_over_65536_is_stored_in_uint32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from seq2seq.tokenization import Tokenizer
+    from seq2seq.data.tokenization import Tokenizer
 
     monkeypatch.setattr(Tokenizer, "vocab_size", property(lambda self: 70_000))
     cfg = load_config(ROOT / "configs" / "addition.yaml", ["data.size=50"])

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq import checkpoint, training
-from seq2seq.cli import train_main
-from seq2seq.synthetic import make_dates
-from seq2seq.training import train
+from seq2seq.cli.commands import train_main
+from seq2seq.data.synthetic import make_dates
+from seq2seq.model import checkpoint
+from seq2seq.training import trainer as training
+from seq2seq.training.trainer import train
 
 pytestmark = pytest.mark.smoke  # every test here trains or runs a command
 
@@ -206,7 +207,7 @@ def test_overwrite_cut_short_by_a_crash_is_undone(trained_run: Path, tmp_path: P
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Killed after the old run was moved aside but before the new run wrote its config.yaml:
     the next start puts the old run back, so the replacement happened entirely or not at all."""
-    from seq2seq.rundir import replace_run
+    from seq2seq.training.rundir import replace_run
 
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     before = snapshot(run)
@@ -359,7 +360,7 @@ def test_weights_gone_non_finite_stop_before_any_checkpoint(tmp_path: Path, tiny
 
 
 # --- standard output that cannot be written ---------------------------------------------------
-@pytest.mark.parametrize("command", [["translate.py"], ["-m", "seq2seq.evaluation"]], ids=["translate", "evaluate"])
+@pytest.mark.parametrize("command", [["translate.py"], ["-m", "seq2seq", "evaluate"]], ids=["translate", "evaluate"])
 def test_a_closed_stdout_is_refused_before_decoding(command: list[str], trained_run: Path, tmp_path: Path) -> None:
     """``>&-``: Python's print would drop every line and exit 0; refused in one line instead."""
     import subprocess
@@ -421,7 +422,7 @@ def test_a_temporary_output_left_by_kill9_is_removed_by_the_next_write(tmp_path:
     import subprocess
     import sys
 
-    from seq2seq.outputs import open_output
+    from seq2seq.cli.outputs import open_output
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".out.txt.{dead.stdout.strip()}.tmp"  # that process has exited: its pid is free

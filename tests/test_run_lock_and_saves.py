@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from test_training import curve, sigterm_at, trainer_state
 
-from seq2seq import training
-from seq2seq.cli import train_main
-from seq2seq.rundir import LOCK, RunDirError, lock_run_dir
-from seq2seq.training import train
+from seq2seq.cli.commands import train_main
+from seq2seq.training import trainer as training
+from seq2seq.training.rundir import LOCK, RunDirError, lock_run_dir
+from seq2seq.training.trainer import train
 
 pytestmark = pytest.mark.smoke  # every test here trains or runs a command
 
@@ -143,7 +143,7 @@ def test_save_every_is_checked(tiny_config: Any) -> None:
 
 
 # --- item 4: one process per run directory --------------------------------------------------
-HOLD = ("import sys, time; from pathlib import Path; from seq2seq.rundir import lock_run_dir\n"
+HOLD = ("import sys, time; from pathlib import Path; from seq2seq.training.rundir import lock_run_dir\n"
         "with lock_run_dir(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(120)\n")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from seq2seq.search import (
+from seq2seq.model.search import (
     Hypothesis,
     beam_search,
     greedy_search,

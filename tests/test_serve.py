@@ -24,9 +24,9 @@ missing_or_skip(("fastapi", "uvicorn", "httpx"), what="the server's tests")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from seq2seq import serve  # noqa: E402
-from seq2seq.serve import Batching, Limits, create_app, load  # noqa: E402
-from seq2seq.translation import Translator  # noqa: E402
+from seq2seq.serve import server as serve  # noqa: E402
+from seq2seq.serve.server import Batching, Limits, create_app, load  # noqa: E402
+from seq2seq.translation.translator import Translator  # noqa: E402
 
 SENTENCES = ["march 3, 2011", "TUESDAY, SEPTEMBER 27, 1994", "5/17/1953", "x", "17.05.1953",
              "Wed, Jan 1, 2020", "12 nov 2040", "", "1994/09/27 1994/09/27 1994/09/27"]

@@ -19,7 +19,7 @@ missing_or_skip(("fastapi", "uvicorn", "playwright"), (CHROMIUM,), what="the dem
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from seq2seq.translation import Translator  # noqa: E402
+from seq2seq.translation.translator import Translator  # noqa: E402
 
 pytestmark = pytest.mark.smoke
 SOURCE = "Sep 27 1994"

@@ -18,7 +18,7 @@ missing_or_skip(("fastapi", "uvicorn", "httpx"), what="the live server's tests")
 
 import httpx  # noqa: E402
 
-from seq2seq.translation import Translator  # noqa: E402
+from seq2seq.translation.translator import Translator  # noqa: E402
 
 pytestmark = pytest.mark.smoke
 

@@ -1,5 +1,5 @@
 """Static-shape training (issue 14): the corpus in fixed-shape buckets on the device
-(seq2seq/buckets.py), the padded encoder (``Encoder.forward_padded``) and ``static_step``,
+(seq2seq/data/buckets.py), the padded encoder (``Encoder.forward_padded``) and ``static_step``,
 which together make a training step a CUDA graph can capture. Each is checked here, on the
 CPU, against today's path: ``collate`` + the packed encoder + ``train_step``."""
 
@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq import distributed, training
-from seq2seq.batching import collate
-from seq2seq.buckets import DeviceCorpus, StaticBatch
 from seq2seq.config import ConfigError, ModelConfig
-from seq2seq.model import build_model
-from seq2seq.tokenization import BOS, EOS, PAD
-from seq2seq.training import make_optimizer, static_step, train, train_step, use_static_shapes
+from seq2seq.data.batching import collate
+from seq2seq.data.buckets import DeviceCorpus, StaticBatch
+from seq2seq.data.tokenization import BOS, EOS, PAD
+from seq2seq.model.seq2seq import build_model
+from seq2seq.runtime import distributed
+from seq2seq.training import trainer as training
+from seq2seq.training.trainer import make_optimizer, static_step, train, train_step, use_static_shapes
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import ConfigError
-from seq2seq.sweep import expand_grid, load_sweep, run_sweep
+from seq2seq.tools.sweep import expand_grid, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -161,7 +161,7 @@ def test_rerun_skips_finished_runs_and_resumes_unfinished(tiny_sweep: Path, tmp_
 
 @pytest.mark.smoke
 def test_rerun_with_another_config_is_refused(tiny_sweep: Path, tmp_path: Path) -> None:
-    from seq2seq.training import TrainError
+    from seq2seq.training.trainer import TrainError
 
     out = tmp_path / "out"
     shutil.copytree(tiny_sweep, out)
@@ -185,7 +185,7 @@ def test_more_epochs_continue_a_finished_run(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.smoke
 def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from seq2seq import training
+    from seq2seq.training import trainer as training
 
     real = training.sequence_loss
     # Every training loss NaN (no finite train.lr can be relied on to overflow a tiny model).
@@ -224,7 +224,7 @@ def test_parallel_jobs_match_one_at_a_time(tiny_sweep: Path, tmp_path: Path,
 
 @pytest.mark.smoke
 def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
-    from seq2seq.training import TrainError
+    from seq2seq.training.trainer import TrainError
 
     body = TINY.replace("{plain: false, peeky: true}", "{ok: false, bad: true}") + (
         "variants:\n  - {name: nofile, overrides: {data.source: files, data.path: /nonexistent/corpus}}\n")
@@ -234,7 +234,7 @@ def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.smoke
 def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None:
-    from seq2seq.sweep import run_seeds
+    from seq2seq.tools.sweep import run_seeds
 
     body = TINY.replace(" train.max_steps: 4,", " train.max_steps: 6,")
     out = tmp_path / "out"
@@ -259,7 +259,7 @@ def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None
 
 @pytest.mark.smoke
 def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.sweep import main
+    from seq2seq.tools.sweep import main
 
     path = write_sweep(tmp_path, TINY)
     kept = tmp_path / "out" / "plain" / "keep.txt"  # an earlier sweep's output: --clean must not delete it
@@ -273,7 +273,7 @@ def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.C
 
 
 def test_clean_removes_only_folders_a_sweep_made(tmp_path: Path) -> None:
-    from seq2seq.sweep import SWEEP_MARK, clean, mark_sweep_folder
+    from seq2seq.tools.sweep import SWEEP_MARK, clean, mark_sweep_folder
 
     thesis = tmp_path / "thesis"
     thesis.mkdir()
@@ -301,7 +301,7 @@ def test_clean_removes_only_folders_a_sweep_made(tmp_path: Path) -> None:
 
 @pytest.mark.smoke
 def test_clean_refuses_a_folder_no_sweep_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.sweep import main
+    from seq2seq.tools.sweep import main
 
     thesis = tmp_path / "thesis"
     (thesis / "figures").mkdir(parents=True)
@@ -314,7 +314,7 @@ def test_clean_refuses_a_folder_no_sweep_made(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.smoke
 def test_a_sweep_marks_the_folder_it_makes(tiny_sweep: Path) -> None:
-    from seq2seq.sweep import SWEEP_MARK
+    from seq2seq.tools.sweep import SWEEP_MARK
 
     assert (tiny_sweep / SWEEP_MARK).is_file()
 
@@ -324,8 +324,8 @@ def test_a_sweep_marks_the_folder_it_makes(tiny_sweep: Path) -> None:
 def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
     import torch
 
-    from seq2seq import checkpoint
-    from seq2seq.plots import encoder_states, hidden_states, main
+    from seq2seq.model import checkpoint
+    from seq2seq.tools.plots import encoder_states, hidden_states, main
 
     run = tiny_sweep / "peeky"
     out = tmp_path / "hidden.png"
@@ -350,7 +350,7 @@ def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
 def test_a_damaged_run_config_in_a_sweep_is_refused_not_read_as_defaults(tiny_sweep: Path, tmp_path: Path) -> None:
     """An empty ``config.yaml`` read as the defaults differs from the sweep's config in some key
     or, worse, in none that is checked; either way it must be named as damaged (issue 18)."""
-    from seq2seq.rundir import RunDirError
+    from seq2seq.training.rundir import RunDirError
 
     out = tmp_path / "out"
     shutil.copytree(tiny_sweep, out)
@@ -367,7 +367,7 @@ def test_damaged_sweep_files_are_read_as_absent(damage: str, tiny_sweep: Path, t
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A sweep's own bookkeeping (sweep.json, test.json, last/trainer.json) damaged: no
     traceback; the sweep skips, rescores or resumes as if the file were absent or says why."""
-    from seq2seq.sweep import finished, read_status
+    from seq2seq.tools.sweep import finished, read_status
 
     out = tmp_path / "out"
     shutil.copytree(tiny_sweep, out)

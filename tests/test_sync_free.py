@@ -12,9 +12,9 @@ import pytest
 import torch
 from test_reliability import poison_training_loss
 
-from seq2seq import checkpoint
 from seq2seq.config import ConfigError
-from seq2seq.training import DivergedError, train
+from seq2seq.model import checkpoint
+from seq2seq.training.trainer import DivergedError, train
 
 pytestmark = pytest.mark.smoke
 

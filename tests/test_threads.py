@@ -1,4 +1,4 @@
-"""The thread governor (seq2seq/threads.py): fewer threads while other processes take a core."""
+"""The thread governor (seq2seq/runtime/threads.py): fewer threads while other processes take a core."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.threads import ThreadGovernor, _cpu_ticks
+from seq2seq.runtime.threads import ThreadGovernor, _cpu_ticks
 
 
 class Machine:
@@ -129,7 +129,7 @@ def test_a_real_busy_process_is_seen(threads: None) -> None:
 
 def test_threads_set_by_someone_else_become_the_most_and_the_governor_is_shared(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
-    from seq2seq import threads as threads_module
+    from seq2seq.runtime import threads as threads_module
 
     machine = Machine(tmp_path, 2)
     gov = governor(machine, monkeypatch, 2, list[str]())
@@ -146,7 +146,7 @@ def test_adapt_threads_false_stops_the_shared_governor_for_the_process(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: None) -> None:
     """``train.adapt_threads: false`` also holds for validation's translations, which tick the
     process's shared governor."""
-    from seq2seq import threads as threads_module
+    from seq2seq.runtime import threads as threads_module
 
     machine, lines = Machine(tmp_path, 2), list[str]()
     gov = governor(machine, monkeypatch, 2, lines)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq.tokenization import (
+from seq2seq.data.tokenization import (
     BOS,
     EOS,
     PAD,

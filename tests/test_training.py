@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
-from seq2seq import checkpoint, training
-from seq2seq.batching import make_batches
-from seq2seq.cli import train_main
+from seq2seq.cli.commands import train_main
 from seq2seq.config import load_config
-from seq2seq.training import prepare_data, train
+from seq2seq.data.batching import make_batches
+from seq2seq.model import checkpoint
+from seq2seq.training import trainer as training
+from seq2seq.training.trainer import prepare_data, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq.cli import _interactive, _translate_stream, _utf8_stdout, translate_main
-from seq2seq.translation import Translator, one_line
+from seq2seq.cli.commands import _interactive, _translate_stream, _utf8_stdout, translate_main
+from seq2seq.translation.translator import Translator, one_line
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE_BREAKS = "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits on
@@ -456,7 +456,7 @@ DATES_MODEL = ("data.size=6000", "model.hidden_dim=128", "train.batch_size=32", 
 def dates_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dates model that works: configs/dates.yaml, smaller (about 30 s on one CPU core)."""
     from seq2seq.config import load_config
-    from seq2seq.training import train
+    from seq2seq.training.trainer import train
 
     out = tmp_path_factory.mktemp("dates") / "run"
     train(load_config(ROOT / "configs" / "dates.yaml", DATES_MODEL), out)
@@ -466,7 +466,7 @@ def dates_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.learns
 def test_unseen_human_dates_become_iso_dates(dates_checkpoint: Path) -> None:
     from seq2seq.config import load_config
-    from seq2seq.corpus import load_split
+    from seq2seq.data.corpus import load_split
 
     train_sources = {s for s, _ in load_split(load_config(dates_checkpoint / "config.yaml").data, "train")}
     assert not set(UNSEEN) & train_sources

@@ -105,7 +105,7 @@ def main() -> int:
     args = p.parse_args()
 
     sys.path.insert(0, str(ROOT))
-    from seq2seq.translation import Translator
+    from seq2seq.translation.translator import Translator
 
     opener = gzip.open if args.source.suffix == ".gz" else open
     with opener(args.source, "rt", encoding="utf-8") as f:

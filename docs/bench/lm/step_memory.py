@@ -25,9 +25,9 @@ def one(bptt: int) -> dict[str, float]:
 
     sys.path.insert(0, str(ROOT))
     from seq2seq.config import load_config
-    from seq2seq.device import autocast
-    from seq2seq.lm import build_lm, detach_state
-    from seq2seq.loss import sequence_loss
+    from seq2seq.model.lm import build_lm, detach_state
+    from seq2seq.model.loss import sequence_loss
+    from seq2seq.runtime.device import autocast
 
     cfg = load_config(ROOT / "configs" / "lm_multi30k_en_char.yaml")
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 """The Multi30k peeky recipe's training step before issue 13's CPU work (commit 7b491be) and
 now, alternating, each code in its own default thread and allocator settings (7b491be set
 none: libgomp's and glibc's defaults; now ``import seq2seq`` sets GOMP_SPINCOUNT=20000 and
-tunes glibc's malloc, seq2seq/malloc.py). Each run is one
-``python -m seq2seq.bench`` that times the bf16 and the fp32 step itself, on the same batches.
+tunes glibc's malloc, seq2seq/runtime/malloc.py). Each run is one
+``python -m seq2seq bench`` that times the bf16 and the fp32 step itself, on the same batches.
 
     python docs/bench/multi30k_speed/run.py [--rounds 3] [--data ../shared/data/multi30k]
 
@@ -44,7 +44,7 @@ def clean_env() -> dict[str, str]:
 
 
 def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
-    cmd = [sys.executable, "-m", "seq2seq.bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
+    cmd = [sys.executable, "-m", "seq2seq", "bench", "--config", str(config), "--skip", "train", "--skip", "threshold",
            "--skip", "decode", "--steps", "20", "--warmup", "3", "--repeats", "1", "--json", str(out),
            f"data.path={data}"]
     subprocess.run(cmd, cwd=code, env=clean_env(), check=True, stdout=subprocess.DEVNULL)

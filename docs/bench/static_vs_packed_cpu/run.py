@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from seq2seq.bench import bench_batches, time_static_steps, time_train_steps
 from seq2seq.config import load_config
-from seq2seq.device import select_device
-from seq2seq.training import prepare_data
+from seq2seq.runtime.device import select_device
+from seq2seq.tools.bench import bench_batches, time_static_steps, time_train_steps
+from seq2seq.training.trainer import prepare_data
 
 threads, steps, rounds = (int(a) for a in sys.argv[1:4])
 torch.set_num_threads(threads)

@@ -1,5 +1,5 @@
 """How OpenMP threads wait, on a quiet machine and beside a busy process: the Multi30k peeky
-recipe's bf16 training step (``seq2seq.bench``'s step loop: the same batches and seeded model),
+recipe's bf16 training step (``seq2seq.tools.bench``'s step loop: the same batches and seeded model),
 in target tokens/s, each setting in a fresh process (the wait policy is read when torch loads).
 Then the thread governor in a real training: ``train.py`` for 150 steps with a busy process
 from 20 s to 50 s after the start, ``train.adapt_threads`` true and false.
@@ -32,9 +32,9 @@ SETTINGS = {  # name: environment (unset OMP_WAIT_POLICY and GOMP_SPINCOUNT firs
 }
 STEP = """
 import json, statistics, sys, torch
-from seq2seq import bench
+from seq2seq.tools import bench
 from seq2seq.config import load_config
-from seq2seq.training import prepare_data
+from seq2seq.training.trainer import prepare_data
 cfg = load_config(sys.argv[1], [f"data.path={sys.argv[2]}", "train.bf16=true"])
 data = prepare_data(cfg)
 batches = bench.bench_batches(cfg, data, 18)

@@ -1,0 +1,29 @@
+"""The typed configuration: one frozen dataclass a section, loaded from YAML and dotted overrides.
+
+:mod:`.schema` defines the sections and how a file becomes a :class:`Config`; :mod:`.parsing`
+reads YAML, JSON and text with bounds on size and nesting. The names below are the public ones.
+"""
+
+from .schema import (
+    MAX_BPE_VOCAB,
+    MAX_LEN_OFFSET,
+    MAX_LEN_RATIO,
+    MAX_LENGTH_PENALTY,
+    MAX_LR,
+    SECTIONS,
+    SEED_LIMIT,
+    Config,
+    ConfigError,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    TrackingConfig,
+    TrainConfig,
+    from_dict,
+    load_config,
+    parse_override,
+)
+
+__all__ = ["MAX_BPE_VOCAB", "MAX_LEN_OFFSET", "MAX_LEN_RATIO", "MAX_LENGTH_PENALTY", "MAX_LR", "SECTIONS",
+           "SEED_LIMIT", "Config", "ConfigError", "DataConfig", "DecodeConfig", "ModelConfig", "TrackingConfig",
+           "TrainConfig", "from_dict", "load_config", "parse_override"]

@@ -1,0 +1,1 @@
+"""Corpora and their preparation: readers, synthetic tasks, tokenizers, batches, the prepared store."""

@@ -1,0 +1,1 @@
+"""The HTTP server: a translation API with dynamic batching, and a demo page (``static/``)."""

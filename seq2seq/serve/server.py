@@ -1,0 +1,397 @@
+"""Serve a checkpoint over HTTP: ``python -m seq2seq serve --checkpoint DIR``.
+
+JSON in and out; every error is one line, ``{"error": "..."}``, with a 4xx status (the
+request's fault), 503 (too many lines already wait) or 500 (a decoding failure; the server
+keeps serving)::
+
+    POST /v1/translate  {"text": ["line", ...], "beam": 5, "nbest": 1, "attention": false}
+                        -> {"translations": [{"text", "score", "nbest": [{"text", "score"}, ...],
+                                              "attention": {"source", "target", "weights"}}],
+                            "beam": 5, "nbest": 1}
+    GET  /v1/model      the languages, the resolved config, the checkpoint's name and weights' SHA-256
+    GET  /health        {"status": "ok"}
+    GET  /              the demo page (seq2seq/serve/static/; nothing is fetched from elsewhere)
+
+``beam`` defaults to the checkpoint's ``decode.beam_size``; ``attention`` (attention models
+only) adds each line's alignment: ``weights[t][s]``, output token ``t`` (the last is
+``</s>``) over source piece ``s`` in reading order, as :meth:`Translator.alignment`.
+
+Dynamic batching (:mod:`seq2seq.serve.batcher`): concurrent requests are gathered for up to
+``--max-wait-ms`` after the oldest arrived, or until ``--max-batch`` lines, and requests
+asking for the same beam, n-best and attention are decoded as one call of
+:meth:`Translator.translate`, in a worker thread, so the event loop keeps answering. Search
+gives a sentence the same result alone or in a batch, so each line's answer equals what
+``translate.py`` prints for it with the same ``--beam`` and ``--nbest``.
+
+A request is bounded (:class:`Limits`: lines, characters a line, body bytes, beam) and
+checked before it is queued (:func:`parse_request`); nothing in it names a file. The server
+binds to 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are the ``[serve]``
+extra, imported only when an app is made.
+"""
+
+# no ``from __future__ import annotations``: FastAPI reads the handlers' annotations (``Request``,
+# imported lazily in create_app) as objects
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..cli.errors import excerpt, run_command
+from .batcher import Batcher, Batching, Busy
+
+if TYPE_CHECKING:
+    from ..translation.translator import Translator
+
+log = logging.getLogger(__name__)
+
+EXTRA_HINT = "the server needs the [serve] extra: pip install '.[serve]' (FastAPI and uvicorn)"
+
+
+class ServeUnavailable(RuntimeError):
+    """FastAPI or uvicorn is not installed (one line naming the extra)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask; anything over is refused with a 4xx naming the limit."""
+
+    max_lines: int = 64  # lines in one request
+    max_chars: int = 1000  # characters in one line
+    max_body_bytes: int = 1 << 20  # request body
+    max_beam: int = 16
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 1:
+                raise ValueError(f"--{f.name.replace('_', '-')} must be >= 1, got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a request asks of search; requests with equal settings share a batch (the batcher's key)."""
+
+    beam: int
+    nbest: int
+    attention: bool
+
+
+class RequestError(Exception):
+    """A request refused: HTTP ``status`` and a one-line reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- the request -----------------------------------------------------------------------
+
+FIELDS = ("text", "beam", "nbest", "attention")
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "an object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _int_field(obj: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = obj.get(name, default)
+    if value is None:
+        value = default
+    if type(value) is not int:
+        raise RequestError(422, f"{name}: must be an integer, got {_json_type(value)}")
+    if not low <= value <= high:  # a number of 4,000 digits is JSON too: its middle cut
+        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {excerpt(str(value), 20, 6)}")
+    return value
+
+
+def parse_request(body: bytes, limits: Limits, default_beam: int, has_attention: bool
+                  ) -> tuple[list[str], Settings]:
+    """A ``/v1/translate`` body -> its lines and settings, or :class:`RequestError`: 400 for a
+    body that is not UTF-8 JSON, 422 for a field of the wrong type or over a limit."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"the body is not valid UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, f"the body is not JSON: {excerpt(str(e), 120, 40)}") from None
+    if not isinstance(obj, dict):
+        raise RequestError(422, f"the body must be a JSON object, got {_json_type(obj)}")
+    unknown = [k for k in obj if k not in FIELDS]
+    if unknown:
+        raise RequestError(422, f"unknown field {excerpt(unknown[0], 40, 10)!r}; the fields: {', '.join(FIELDS)}")
+    if "text" not in obj:
+        raise RequestError(422, "text: required, a list of lines (strings)")
+    lines = obj["text"]
+    if not isinstance(lines, list):
+        raise RequestError(422, f"text: must be a list of lines (strings), got {_json_type(lines)}")
+    if len(lines) > limits.max_lines:
+        raise RequestError(422, f"text: {len(lines)} lines, over the limit of {limits.max_lines}")
+    for i, line in enumerate(lines):
+        if not isinstance(line, str):
+            raise RequestError(422, f"text[{i}]: must be a string, got {_json_type(line)}")
+        if len(line) > limits.max_chars:
+            raise RequestError(422, f"text[{i}]: {len(line)} characters, over the limit of {limits.max_chars}")
+        if "\n" in line or "\r" in line:
+            raise RequestError(422, f"text[{i}]: holds a line break; send one line per item")
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(422, f"text[{i}]: not valid Unicode (an unpaired surrogate)") from None
+    beam = _int_field(obj, "beam", default_beam, 1, limits.max_beam)
+    nbest = _int_field(obj, "nbest", 1, 1, beam)
+    attention = obj.get("attention", False)
+    if type(attention) is not bool:
+        raise RequestError(422, f"attention: must be true or false, got {_json_type(attention)}")
+    if attention and not has_attention:
+        raise RequestError(422, "attention: this model has no attention (model.attention: none)")
+    return lines, Settings(beam, nbest, attention)
+
+
+# --- the model -------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(path: str | Path, device: str = "auto") -> tuple["Translator", dict[str, Any]]:
+    """A :class:`~seq2seq.translation.translator.Translator` for the checkpoint at ``path`` and what
+    ``/v1/model`` says of it."""
+    from ..model import checkpoint
+    from ..runtime.device import select_device
+    from ..translation.translator import Translator
+
+    dev = select_device(device, "--device")
+    loaded = checkpoint.load(path, dev)
+    cfg = loaded.config
+    translator = Translator(loaded.model, loaded.src_tok, loaded.tgt_tok, cfg.data, cfg.decode, dev)
+    info = {
+        "source_language": cfg.data.src_lang, "target_language": cfg.data.tgt_lang, "corpus": cfg.data.source,
+        "attention": cfg.model.attention != "none", "beam_size": cfg.decode.beam_size,
+        "checkpoint": {"name": f"{loaded.path.parent.name}/{loaded.path.name}",
+                       "weights_sha256": _sha256(loaded.path / checkpoint.MODEL_FILE)},
+        "config": cfg.to_dict(),
+    }
+    return translator, info
+
+
+def translate_work(translator: "Translator") -> Callable[[list[str], Settings], list[dict[str, Any]]]:
+    """The batcher's work: lines -> one answer per line, as ``/v1/translate`` gives it."""
+
+    def work(lines: list[str], settings: Settings) -> list[dict[str, Any]]:
+        nbests = translator.translate(lines, beam_size=settings.beam, nbest=settings.nbest)
+        answers = []
+        for line, nbest in zip(lines, nbests):
+            answer: dict[str, Any] = {"text": nbest[0].text, "score": nbest[0].score,
+                                      "nbest": [{"text": t.text, "score": t.score} for t in nbest]}
+            if settings.attention:
+                answer["attention"] = None  # an empty source: nothing to align
+                if translator.encode_source([line])[0]:
+                    a = translator.alignment(line, beam_size=settings.beam)
+                    answer["attention"] = {"source": a.source, "target": a.target,
+                                           "weights": [[round(w, 4) for w in row] for row in a.weights.tolist()]}
+            answers.append(answer)
+        return answers
+
+    return work
+
+
+# --- the app ---------------------------------------------------------------------------
+
+PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+         "/style.css": ("style.css", "text/css; charset=utf-8")}
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits = Limits(),
+               batching: Batching | None = None) -> Any:
+    """The FastAPI app serving ``translator`` (``info``: what ``/v1/model`` answers, from :func:`load`)."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.exceptions import RequestValidationError
+        from fastapi.responses import JSONResponse, Response
+        from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
+    except ImportError:
+        raise ServeUnavailable(EXTRA_HINT) from None
+
+    if info["beam_size"] > limits.max_beam:  # else every request without a beam would be refused
+        raise ValueError(f"{info['checkpoint']['name']}: its decode.beam_size {info['beam_size']} is over "
+                         f"--max-beam {limits.max_beam} (the beam of a request that names none); "
+                         f"pass --max-beam {info['beam_size']} or more")
+    batching = batching or Batching()
+    batcher: Batcher[Settings, dict[str, Any]] = Batcher(translate_work(translator), batching)
+    static = resources.files("seq2seq.serve") / "static"
+    pages = {route: (static.joinpath(name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+
+    def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, e: RequestError) -> Any:
+        return error(e.status, e.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, e: RequestValidationError) -> Any:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> Any:  # 404, 405 (its Allow header kept)
+        return error(e.status_code, str(e.detail), e.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> Any:
+        return error(500, f"internal error: {_one_line(e)}")
+
+    # GET routes answer HEAD too (curl -I, monitors), as HTTP asks of a server
+    @app.api_route("/health", methods=["GET", "HEAD"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.api_route("/v1/model", methods=["GET", "HEAD"])
+    async def model() -> dict[str, Any]:
+        return {**info, "limits": dataclasses.asdict(limits), "batching": dataclasses.asdict(batching)}
+
+    @app.post("/v1/translate")
+    async def translate(request: Request) -> Any:
+        try:
+            body = await _read_body(request, limits.max_body_bytes)
+        except ClientDisconnect:  # nobody to answer
+            return Response(status_code=400)
+        lines, settings = parse_request(body, limits, info["beam_size"], info["attention"])
+        start = time.perf_counter()
+        try:
+            answers = await batcher.submit(lines, settings)
+        except Busy as e:
+            return error(503, str(e))
+        except Exception as e:
+            return error(500, f"translation failed: {_one_line(e)}")
+        log.debug("%d lines in %.1f ms", len(lines), 1000 * (time.perf_counter() - start))
+        return {"translations": answers, "beam": settings.beam, "nbest": settings.nbest}
+
+    def page(route: str) -> Callable[[], Any]:
+        content, kind = pages[route]
+
+        async def serve_page() -> Any:
+            return Response(content, media_type=kind, headers=PAGE_HEADERS)
+
+        return serve_page
+
+    for route in PAGES:
+        app.api_route(route, methods=["GET", "HEAD"], include_in_schema=False)(page(route))
+    return app
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return excerpt(text.splitlines()[0]) if text else type(e).__name__
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes before it is all read."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise RequestError(413, f"the body is {int(length)} bytes, over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- the command -----------------------------------------------------------------------
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: any free port), for uvicorn to serve on; a
+    ValueError in one line when the name does not resolve or the address is taken or not ours."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"--host {host}: cannot resolve it ({getattr(e, 'strerror', None) or e})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise ValueError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e})") from None
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m seq2seq serve",
+                                description="Serve a checkpoint: an HTTP translation API and a demo page.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    helps = {"max_lines": "lines in one request, at most", "max_chars": "characters in one line, at most",
+             "max_body_bytes": "bytes in a request's body, at most", "max_beam": "a request's beam size, at most",
+             "max_batch": "lines decoded together, at most",
+             "max_wait_ms": "how long a request waits for others to share its batch",
+             "max_queue": "lines waiting to be decoded, at most; a request beyond is answered 503 (busy)"}
+    for f in (*dataclasses.fields(Limits), *dataclasses.fields(Batching)):
+        default = f.default
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default,
+                       help=f"{helps[f.name]} (default {default})")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+        batching = Batching(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Batching)})
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"--port must be in [0, 65535], got {args.port}")
+        try:  # before the checkpoint is loaded
+            import fastapi
+            import uvicorn
+        except ImportError:
+            raise ServeUnavailable(EXTRA_HINT) from None
+        translator, info = load(args.checkpoint, args.device)
+        app = create_app(translator, info, limits=limits, batching=batching)
+        sock = listen(args.host, args.port)  # a clear line, before uvicorn, if the address cannot be had
+        host, port = sock.getsockname()[:2]
+        url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # IPv6 in brackets
+        print(f"serving {info['checkpoint']['name']} on {url} (FastAPI {fastapi.__version__}, "
+              f"uvicorn {uvicorn.__version__}; Ctrl-C stops it)", file=sys.stderr, flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+        return 0
+
+    return run_command(run, (ServeUnavailable,))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
