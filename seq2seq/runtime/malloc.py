@@ -4,10 +4,10 @@ A training step allocates and frees the same large tensors every step (activatio
 gradients, the logits). glibc's ``malloc`` serves blocks over a threshold (128 KiB, raised as
 they are freed, to at most 32 MiB) with fresh ``mmap`` pages, and returns free memory at the
 heap's top to the system past another threshold. Either way the next step's blocks are new
-pages, and the first write to each page is a page fault: on the 2-core Zen 5 of issue 13,
+pages, and the first write to each page is a page fault: on a 2-core Zen 5 (AMD EPYC),
 zero-fills took 21% of the peeky Multi30k step in the profiler (20 ms for 21 MB), and 200
-training steps spent 15.7 s in the kernel (6.7 s tuned). :func:`tune`, called by ``import
-seq2seq``, keeps blocks of up to 32 MiB in the heap and lets up to 2 GiB of free memory stay
+training steps spent 15.7 s in the kernel (6.7 s tuned). :func:`tune`, called by
+:func:`seq2seq.runtime.tune` where a command starts, keeps blocks of up to 32 MiB in the heap and lets up to 2 GiB of free memory stay
 there for reuse: the process keeps what it took at its peak (as PyTorch's CUDA allocator
 does) instead of faulting it in again each step.
 

@@ -1,13 +1,17 @@
-"""The Multi30k peeky recipe's training step before issue 13's CPU work (commit 7b491be) and
-now, alternating, each code in its own default thread and allocator settings (7b491be set
-none: libgomp's and glibc's defaults; now ``import seq2seq`` sets GOMP_SPINCOUNT=20000 and
-tunes glibc's malloc, seq2seq/runtime/malloc.py). Each run is one
+"""The Multi30k peeky recipe's training step at an earlier commit and now, alternating, each
+code in its own default thread and allocator settings. The default earlier commit, 7b491be,
+predates the CPU work (bf16 autocast, the allocator settings, the CPU dropout) and set none:
+libgomp's and glibc's defaults; now ``python -m seq2seq`` sets GOMP_SPINCOUNT=20000 and
+tunes glibc's malloc before torch loads (seq2seq/runtime/tuning.py). Each run is one
 ``python -m seq2seq bench`` that times the bf16 and the fp32 step itself, on the same batches.
 
     python docs/bench/multi30k_speed/run.py [--rounds 3] [--data ../shared/data/multi30k]
+    python docs/bench/multi30k_speed/run.py --before REV --tag NAME [--rounds 3]
 
 From the repository root, on a quiet machine, in the project's venv. Writes old.N.json,
-new.N.json and summary.json next to this file, and prints the medians and ratios.
+new.N.json and summary.json next to this file (``NAME_old.N.json`` ... with ``--tag``, so
+earlier results stay), and prints the medians and ratios. With ``--before REV`` other than
+7b491be, the earlier code trains with its own copy of the recipe's config.
 
     python docs/bench/multi30k_speed/run.py --train-steps 150 [--rounds 3]
 
@@ -67,15 +71,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
     p.add_argument("--train-steps", type=int, default=0, help="time train.py for this many steps instead")
+    p.add_argument("--before", default=BEFORE, help=f"the earlier commit (default {BEFORE})")
+    p.add_argument("--tag", default="", help="prefix of the files written (default none)")
     args = p.parse_args()
+    prefix = f"{args.tag}_" if args.tag else ""
     data = args.data.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
-        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), BEFORE], cwd=ROOT, check=True)
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), args.before], cwd=ROOT, check=True)
         try:
-            old_config = old / "multi30k_de_en.yaml"
-            old_config.write_text("".join(line for line in CONFIG.read_text().splitlines(keepends=True)
-                                          if not line.strip().startswith(UNKNOWN_BEFORE)))
+            old_config = old / "configs" / "multi30k_de_en.yaml"
+            if args.before == BEFORE:
+                old_config = old / "multi30k_de_en.yaml"
+                old_config.write_text("".join(line for line in CONFIG.read_text().splitlines(keepends=True)
+                                              if not line.strip().startswith(UNKNOWN_BEFORE)))
             runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
             for r in range(1, args.rounds + 1):
                 for name, code, config in (("old", old, old_config), ("new", ROOT, CONFIG)):
@@ -83,7 +92,7 @@ def main() -> None:
                     if args.train_steps:
                         result = train(code, config, data, Path(tmp) / f"{name}.{r}", args.train_steps, name == "old")
                     else:
-                        result = bench(code, config, data, HERE / f"{name}.{r}.json")
+                        result = bench(code, config, data, HERE / f"{prefix}{name}.{r}.json")
                     runs[name].append(result)
                     print(f"round {r} {name}: {result}", flush=True)
         finally:
@@ -96,11 +105,14 @@ def main() -> None:
                    "now_vs_before": med["new"] / med["old"], "runs": runs}
     else:
         med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
-        summary = {"medians_tokens_per_s": med, "runs": runs,
+        summary = {"before": args.before, "medians_tokens_per_s": med, "runs": runs,
                    "new_bf16_vs_old_fp32": med["new_bf16"] / med["old_fp32"],
-                   "new_bf16_vs_new_fp32": med["new_bf16"] / med["new_fp32"]}
+                   "new_bf16_vs_new_fp32": med["new_bf16"] / med["new_fp32"],
+                   "new_vs_old_bf16": med["new_bf16"] / med["old_bf16"],
+                   "new_vs_old_fp32": med["new_fp32"] / med["old_fp32"],
+                   "per_round_new_vs_old_bf16": [n["bf16"] / o["bf16"] for o, n in zip(runs["old"], runs["new"])]}
     summary["load_average_end"] = os.getloadavg()
-    out_name = "train_summary.json" if args.train_steps else "summary.json"
+    out_name = prefix + ("train_summary.json" if args.train_steps else "summary.json")
     (HERE / out_name).write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
