@@ -35,7 +35,8 @@ from seq2seq.data.corpus import (  # noqa: E402
 )
 from seq2seq.data.synthetic import make_addition, make_addition_textbook, make_dates  # noqa: E402
 
-MULTI30K = Path("/work/shared/data/multi30k")
+# the raw Multi30k files (python -m seq2seq download multi30k writes them to data/multi30k)
+MULTI30K = Path(os.environ.get("SEQ2SEQ_MULTI30K", Path(__file__).resolve().parents[1] / "data" / "multi30k"))
 
 
 def error(fn: Callable[[], object]) -> str:
@@ -438,3 +439,37 @@ def test_multi30k() -> None:
     assert c.test[-1][1] == "A girl at the shore of a beach with a mountain in the distance."
     assert not any("\n" in s or "\n" in t for s, t in c.train)
     assert "test_2016_flickr: 1000 pairs read, 0 empty pairs dropped" in c.report
+
+
+def test_a_missing_data_folder_names_it_and_the_command_that_fills_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def files(path: str) -> DataConfig:
+        return DataConfig(source="files", path=path, src_lang="de", tgt_lang="en", valid_split="val",
+                          test_split="test_2016_flickr")
+
+    assert error(lambda: load_corpus(files("data/multi30k"))) == (
+        "data.path: folder data/multi30k is missing; fill it with: python -m seq2seq download multi30k")
+    elsewhere = tmp_path / "corpora" / "multi30k"
+    assert error(lambda: load_corpus(files(str(elsewhere)))) == (
+        f"data.path: folder {elsewhere} is missing; fill it with: "
+        f"python -m seq2seq download multi30k --out {elsewhere}")
+    assert error(lambda: load_corpus(files("data/mine"))) == "data.path: folder data/mine is missing"
+    (tmp_path / "data" / "mine").mkdir(parents=True)  # the folder is there, a file is not
+    assert error(lambda: load_corpus(files("data/mine"))).startswith("data/mine/train.de: file not found")
+
+
+@pytest.mark.smoke  # the real script
+def test_a_shipped_multi30k_config_without_its_data_says_how_to_fetch_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    config = root / "configs" / "multi30k_de_en.yaml"
+    done = subprocess.run([sys.executable, str(root / "train.py"), "--config", str(config),
+                           "--out", str(tmp_path / "run")], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == ("error: data.path: folder data/multi30k is missing; "
+                                           "fill it with: python -m seq2seq download multi30k"), done.stderr

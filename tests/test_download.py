@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from seq2seq.data.datasets import Dataset
 from seq2seq.tools import download
 
 pytestmark = pytest.mark.smoke  # every test here runs the download command's main([...])
 
-SMALL = download.Dataset(base_url="unused", langs=("de", "en"), lines={"train": 30, "val": 5, "test_2016_flickr": 4})
+SMALL = Dataset(base_url="unused", langs=("de", "en"), lines={"train": 30, "val": 5, "test_2016_flickr": 4})
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

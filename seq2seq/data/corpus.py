@@ -34,6 +34,7 @@ from typing import Any
 from ..config import DataConfig
 from ..config.parsing import ParseError, bounded_lines, load_json
 from . import synthetic
+from .datasets import download_command
 from .pairs import CorpusError, Pair, Read
 from .synthetic import SYNTHETIC_SOURCES
 
@@ -258,7 +259,11 @@ def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def resolve_file(path: Path) -> Path:
-    """``path`` if it exists, else ``path.gz``; a CorpusError naming both if neither does."""
+    """``path`` if it exists, else ``path.gz``; a CorpusError naming both if neither does, or
+    naming the folder (and the command that fills it) if that is missing."""
+    if not path.parent.is_dir():
+        fill = download_command(path.parent)
+        raise CorpusError(f"data.path: folder {path.parent} is missing" + (f"; fill it with: {fill}" if fill else ""))
     if path.exists() or path.name.endswith(".gz"):
         if not path.exists():
             raise CorpusError(f"{path}: file not found")

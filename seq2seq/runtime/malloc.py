@@ -7,9 +7,9 @@ heap's top to the system past another threshold. Either way the next step's bloc
 pages, and the first write to each page is a page fault: on a 2-core Zen 5 (AMD EPYC),
 zero-fills took 21% of the peeky Multi30k step in the profiler (20 ms for 21 MB), and 200
 training steps spent 15.7 s in the kernel (6.7 s tuned). :func:`tune`, called by
-:func:`seq2seq.runtime.tune` where a command starts, keeps blocks of up to 32 MiB in the heap and lets up to 2 GiB of free memory stay
-there for reuse: the process keeps what it took at its peak (as PyTorch's CUDA allocator
-does) instead of faulting it in again each step.
+:func:`seq2seq.runtime.tune` where a command starts, keeps blocks of up to 32 MiB in the
+heap and lets up to 2 GiB of free memory stay there for reuse: the process keeps what it
+took at its peak (as PyTorch's CUDA allocator does) instead of faulting it in again each step.
 
 Left alone with ``SEQ2SEQ_MALLOC=0`` in the environment (any value but 0 or 1 is said on stderr
 and also leaves it alone), where the environment already tunes

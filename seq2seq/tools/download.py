@@ -6,7 +6,7 @@ from the dataset's public repository (or a mirror given by ``--base-url``), and 
 each: it must be gzip, decode as UTF-8, and hold the split's known number of lines. A
 file is written to ``NAME.part`` and renamed into place only once it has passed, so a
 broken download leaves nothing half-written behind; files already present and valid are
-kept. Then: ``python train.py --config configs/multi30k_de_en.yaml data.path=data/multi30k``.
+kept. Then: ``python train.py --config configs/multi30k_de_en.yaml`` (the configs read ``data/multi30k``).
 """
 
 from __future__ import annotations
@@ -19,30 +19,16 @@ import urllib.error
 import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..cli.errors import run_command
+from ..data.datasets import DATASETS
 
 
 class DownloadError(RuntimeError):
     """A file that could not be fetched or failed its check (one line: which and why)."""
 
 
-@dataclass(frozen=True)
-class Dataset:
-    base_url: str
-    langs: tuple[str, ...]
-    lines: dict[str, int]  # split -> lines in each of its files
-
-
-DATASETS = {
-    "multi30k": Dataset(
-        base_url="https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw",
-        langs=("de", "en", "fr"),
-        lines={"train": 29000, "val": 1014, "test_2016_flickr": 1000},
-    ),
-}
 TIMEOUT_S = 60.0
 
 
@@ -120,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         out = args.out or Path("data") / args.name
         download(args.name, out, args.base_url, args.langs, args.force)
-        print(f"done: python train.py --config configs/multi30k_de_en.yaml data.path={out}")
+        where = "" if out == Path("data") / args.name else f" data.path={out}"
+        print(f"done: python train.py --config configs/multi30k_de_en.yaml{where}")
         return 0
 
     return run_command(body, (DownloadError,))

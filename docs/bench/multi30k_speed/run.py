@@ -5,7 +5,7 @@ libgomp's and glibc's defaults; now ``python -m seq2seq`` sets GOMP_SPINCOUNT=20
 tunes glibc's malloc before torch loads (seq2seq/runtime/tuning.py). Each run is one
 ``python -m seq2seq bench`` that times the bf16 and the fp32 step itself, on the same batches.
 
-    python docs/bench/multi30k_speed/run.py [--rounds 3] [--data ../shared/data/multi30k]
+    python docs/bench/multi30k_speed/run.py [--rounds 3] [--data data/multi30k]
     python docs/bench/multi30k_speed/run.py --before REV --tag NAME [--rounds 3]
 
 From the repository root, on a quiet machine, in the project's venv. Writes old.N.json,
@@ -69,7 +69,8 @@ def train(code: Path, config: Path, data: Path, out: Path, steps: int, before: b
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "multi30k",
+                   help="the raw Multi30k files (python -m seq2seq download multi30k)")
     p.add_argument("--train-steps", type=int, default=0, help="time train.py for this many steps instead")
     p.add_argument("--before", default=BEFORE, help=f"the earlier commit (default {BEFORE})")
     p.add_argument("--tag", default="", help="prefix of the files written (default none)")

@@ -4,7 +4,7 @@ in target tokens/s, each setting in a fresh process (the wait policy is read whe
 Then the thread governor in a real training: ``train.py`` for 150 steps with a busy process
 from 20 s to 50 s after the start, ``train.adapt_threads`` true and false.
 
-    python docs/bench/threads_cpu/run.py [--data ../shared/data/multi30k]
+    python docs/bench/threads_cpu/run.py [--data data/multi30k]
 
 From the repository root, on an otherwise idle machine with 2 CPUs. Writes results.json here.
 """
@@ -94,7 +94,8 @@ def governed_training(data: Path, adapt: bool, tmp: Path) -> dict[str, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "multi30k")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "multi30k",
+                   help="the raw Multi30k files (python -m seq2seq download multi30k)")
     args = p.parse_args()
     data = args.data.resolve()
     steps = step_table(data)
