@@ -96,7 +96,7 @@ def environment(device_name: str) -> dict[str, Any]:
     import torch
 
     from ..runtime.device import select_device
-    from .bench import device_info
+    from .measuring import device_info
 
     device = select_device(device_name)
     info = {"python": platform.python_version(), "torch": torch.__version__, "device": device_info(device)}
@@ -171,7 +171,7 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
     import torch
 
     from ..training.trainer import prepare_data, train_step
-    from .bench import bench_batches, fresh_model
+    from .bench.steps import bench_batches, fresh_model
 
     cfg = _check_config(f"train.device={device}", "train.sync_free=true")
     dev = torch.device(device)
@@ -352,7 +352,7 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
     from ..config import load_config
     from ..runtime.device import select_device
     from ..training.trainer import prepare_data
-    from .bench import bench_batches, time_static_steps, time_train_steps
+    from .bench.steps import bench_batches, time_static_steps, time_train_steps
 
     cfg = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}"])
     device = select_device(cfg.train.device)
@@ -418,7 +418,7 @@ def decode(run: Path, device_name: str, beam: int) -> dict[str, Any]:
     from ..runtime.device import select_device
     from ..translation.evaluation import score
     from ..translation.translator import Translator
-    from .bench import time_decoding
+    from .bench.steps import time_decoding
 
     device = select_device(device_name)
     translator = Translator.from_checkpoint(run / "best", device)
