@@ -120,7 +120,7 @@ def _check_config(*overrides: str) -> Any:
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
-    from .sweep import read_metrics
+    from .runs import read_metrics
 
     return [(r["step"], r["train/loss"]) for r in read_metrics(run) if "train/loss" in r]
 
@@ -396,7 +396,7 @@ def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any
     wall = time.perf_counter() - start
     if not (run / "best").is_dir():
         raise RuntimeError(f"training wrote no checkpoint (exit status {status}); see {log}")
-    from .sweep import read_metrics
+    from .runs import read_metrics
 
     records = read_metrics(run)
     epochs = [r for r in records if "valid/bleu" in r]
