@@ -350,7 +350,7 @@ def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
 @pytest.mark.smoke
 def test_a_damaged_run_config_in_a_sweep_is_refused_not_read_as_defaults(tiny_sweep: Path, tmp_path: Path) -> None:
     """An empty ``config.yaml`` read as the defaults differs from the sweep's config in some key
-    or, worse, in none that is checked; either way it must be named as damaged (issue 18)."""
+    or, worse, in none that is checked; either way it must be named as damaged."""
     from seq2seq.training.rundir import RunDirError
 
     out = tmp_path / "out"
