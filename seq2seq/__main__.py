@@ -36,10 +36,10 @@ COMMANDS = {  # name: one line on what it does
 # where each command's main lives ("module:function"), imported only when it runs
 ENTRIES = {"train": "cli.commands:train_main", "translate": "cli.commands:translate_main",
            "evaluate": "cli.evaluate:main", "download": "tools.download:main",
-           "prepare": "tools.prepare:main", "sweep": "tools.sweep:main", "bench": "tools.bench:main",
-           "plots": "tools.plots:main", "results": "tools.results:main", "average": "tools.average:main",
-           "serve": "serve.server:main", "gpu_check": "tools.gpu_check:main", "generate": "cli.generate:main",
-           "ngram": "tools.ngram:main"}
+           "prepare": "tools.prepare:main", "sweep": "tools.sweep.command:main",
+           "bench": "tools.bench.command:main", "plots": "tools.plots:main", "results": "tools.results:main",
+           "average": "tools.average:main", "serve": "serve.server:main",
+           "gpu_check": "tools.gpu_check.command:main", "generate": "cli.generate:main", "ngram": "tools.ngram:main"}
 
 
 def command_main(name: str) -> Main:

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from seq2seq.tools import bench
+from seq2seq.tools.bench.command import main
+from seq2seq.tools.bench.figures import Figure, format_table, new_figures, ratio
+from seq2seq.tools.runs import first_crossing
 
 TINY_BENCH = ("--quick", "--repeats", "2", "--steps", "2", "--warmup", "1", "--threshold", "0",
               "--threshold-epochs", "1", "--decode-sentences", "6",
@@ -23,11 +25,11 @@ TINY_BENCH = ("--quick", "--repeats", "2", "--steps", "2", "--warmup", "1", "--t
 @pytest.mark.smoke
 def test_quick_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    assert bench.main([*TINY_BENCH, "--json", str(out)]) == 0
+    assert main([*TINY_BENCH, "--json", str(out)]) == 0
     result: dict[str, Any] = json.loads(out.read_text())
 
     figures = result["figures"]
-    assert set(figures) == set(bench.new_figures("m", 0.0))
+    assert set(figures) == set(new_figures("m", 0.0))
     for name, f in figures.items():
         assert len(f["samples"]) == result["repeats"] == 2, name
         assert all(s > 0 for s in f["samples"]), name
@@ -54,11 +56,11 @@ def test_quick_bench_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureF
 def test_skipped_phases_leave_no_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [*TINY_BENCH, "--repeats", "1", "--skip", "threshold", "--skip", "decode", "--json", str(out)]
-    assert bench.main(argv) == 0
+    assert main(argv) == 0
     assert set(json.loads(out.read_text())["figures"]) == {
         "train_tokens_per_s", "train_tokens_per_s_tutorial", "peak_memory_train", "peak_memory_train_tutorial",
         "train_tokens_per_s_bf16", "train_tokens_per_s_fp32"}
-    assert bench.main([*argv, "--skip", "precision"]) == 0
+    assert main([*argv, "--skip", "precision"]) == 0
     assert set(json.loads(out.read_text())["figures"]) == {
         "train_tokens_per_s", "train_tokens_per_s_tutorial", "peak_memory_train", "peak_memory_train_tutorial"}
 
@@ -66,26 +68,26 @@ def test_skipped_phases_leave_no_figures(tmp_path: Path) -> None:
 def test_first_crossing() -> None:
     records = [{"epoch": 1, "m": 5.0}, {"epoch": 2, "train/loss": 1.0}, {"epoch": 3, "m": 20.0},
                {"epoch": 4, "m": 30.0}]
-    assert bench.first_crossing(records, "m", 20.0) == {"epoch": 3, "m": 20.0}
-    assert bench.first_crossing(records, "m", 0.0) == {"epoch": 1, "m": 5.0}
-    assert bench.first_crossing(records, "m", 31.0) is None
+    assert first_crossing(records, "m", 20.0) == {"epoch": 3, "m": 20.0}
+    assert first_crossing(records, "m", 0.0) == {"epoch": 1, "m": 5.0}
+    assert first_crossing(records, "m", 31.0) is None
 
 
 def test_a_figure_not_reached_has_no_value_and_no_ratio() -> None:
-    figures = bench.new_figures("m", 1.0)
+    figures = new_figures("m", 1.0)
     figures["time_to_threshold"].samples = [3.0, None]
     figures["time_to_threshold_tutorial"].samples = [6.0, 4.0]
     assert figures["time_to_threshold"].value is None
     assert figures["time_to_threshold_tutorial"].value == 5.0
-    assert bench.ratio(figures, "time_to_threshold") is None
+    assert ratio(figures, "time_to_threshold") is None
     figures["time_to_threshold"].samples = [3.0, 2.0]
-    assert bench.ratio(figures, "time_to_threshold") == pytest.approx(0.5)
-    assert "not reached" in bench.format_table({"time_to_threshold_tutorial": bench.Figure("s", "lower", "x")})
+    assert ratio(figures, "time_to_threshold") == pytest.approx(0.5)
+    assert "not reached" in format_table({"time_to_threshold_tutorial": Figure("s", "lower", "x")})
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "100.5"])
 def test_bench_threshold_out_of_range_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.tools.bench import parse_args
+    from seq2seq.tools.bench.command import parse_args
 
     with pytest.raises(SystemExit) as e:
         parse_args(["--threshold", value])

@@ -84,7 +84,7 @@ def test_pathological_config_files(text: str, fragment: str, tmp_path: Path,
 def test_pathological_override_and_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert quick(lambda: train_main(["--out", str(tmp_path / "run"), f"tracking.tags={billion_laughs()}"])) == 1
     one_error_line(capsys.readouterr().err, "tracking.tags", "too large")
-    from seq2seq.tools.sweep import main as sweep_main
+    from seq2seq.tools.sweep.command import main as sweep_main
 
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"name: x\nbase: dates.yaml\nvariants: {billion_laughs()}\n")

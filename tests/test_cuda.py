@@ -3,7 +3,7 @@ greedy decoding equal to the CPU's, a sync-free step; and the whole step in CUDA
 (seq2seq/training/graphs.py): graphs equal eager steps (fp32 and bf16 tolerances) with replays that
 make no host sync, a capture that fails falls back to eager steps, dropout draws new masks at
 each replay, and train() on static shapes learns. Skipped without CUDA. The checks themselves live in
-:mod:`seq2seq.tools.gpu_check` (the GPU machine may have no pytest), which runs them too; their
+:mod:`seq2seq.tools.gpu_check.checks` (the GPU machine may have no pytest), which runs them too; their
 CPU counterparts are in test_training.py, test_run_lock_and_saves.py and test_translate.py."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.tools.gpu_check import CUDA_CHECKS
+from seq2seq.tools.gpu_check.checks import CUDA_CHECKS
 
 pytestmark = [pytest.mark.cuda, pytest.mark.smoke,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

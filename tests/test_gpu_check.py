@@ -1,5 +1,5 @@
-"""The prepared GPU check (issue 14), as a dry run on the CPU: every part runs on a tiny model
-and writes its report, so the command cannot rot before the next GPU session."""
+"""The prepared GPU check, as a dry run on the CPU: every part runs on a tiny model and writes
+its report, so the command is known to work before it runs on a GPU."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from seq2seq.tools.gpu_check import CUDA_CHECKS, GOALS, GRAPH_CEILING, goals, graph_ceiling
+from seq2seq.tools.gpu_check.checks import CUDA_CHECKS
+from seq2seq.tools.gpu_check.parts import GRAPH_CEILING, graph_ceiling
+from seq2seq.tools.gpu_check.report import GOALS, goals
 
 pytestmark = pytest.mark.smoke
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +69,7 @@ def test_the_graph_ceiling_is_measured_or_interpolated_between_measured_sizes() 
 
 
 def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
-    from seq2seq.tools.gpu_check import main
+    from seq2seq.tools.gpu_check.command import main
 
     (tmp_path / "thesis.tex").write_text("keep me")
     assert main(["--out", str(tmp_path), "--tiny", "--device", "cpu"]) == 1
@@ -76,6 +78,6 @@ def test_a_folder_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", list(CUDA_CHECKS))
 def test_each_cuda_check_passes_on_the_cpu(name: str, tmp_path: Path) -> None:
-    """The checks' own logic, run on the CPU (bf16 where this CPU has it), so they cannot rot
-    between GPU sessions; on a GPU, tests/test_cuda.py and the check run them on CUDA."""
+    """The checks' own logic, run on the CPU (bf16 where this CPU has it), so they stay
+    tested where there is no GPU; on a GPU, tests/test_cuda.py and the check run them on CUDA."""
     CUDA_CHECKS[name](tmp_path, "cpu")

@@ -472,7 +472,8 @@ def test_learns_a_repetitive_text(tmp_path: Path) -> None:
 def test_an_lm_sweep_writes_perplexity_table_and_curves(tmp_path: Path) -> None:
     import csv
 
-    from seq2seq.tools.sweep import load_sweep, run_sweep
+    from seq2seq.tools.sweep.command import run_sweep
+    from seq2seq.tools.sweep.spec import load_sweep
 
     corpus = text_corpus(tmp_path / "c")
     path = tmp_path / "sweep.yaml"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import ConfigError
-from seq2seq.tools.sweep import expand_grid, load_sweep, run_sweep
+from seq2seq.tools.sweep.command import run_sweep
+from seq2seq.tools.sweep.spec import expand_grid, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -234,7 +235,7 @@ def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.smoke
 def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None:
-    from seq2seq.tools.sweep import run_seeds
+    from seq2seq.tools.sweep.command import run_seeds
 
     body = TINY.replace(" train.max_steps: 4,", " train.max_steps: 6,")
     out = tmp_path / "out"
@@ -259,7 +260,7 @@ def test_seeds_run_the_sweep_per_seed_and_report_medians(tmp_path: Path) -> None
 
 @pytest.mark.smoke
 def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.tools.sweep import main
+    from seq2seq.tools.sweep.command import main
 
     path = write_sweep(tmp_path, TINY)
     kept = tmp_path / "out" / "plain" / "keep.txt"  # an earlier sweep's output: --clean must not delete it
@@ -273,7 +274,7 @@ def test_bad_seeds_and_jobs_are_one_line_errors(tmp_path: Path, capsys: pytest.C
 
 
 def test_clean_removes_only_folders_a_sweep_made(tmp_path: Path) -> None:
-    from seq2seq.tools.sweep import SWEEP_MARK, clean, mark_sweep_folder
+    from seq2seq.tools.sweep.running import SWEEP_MARK, clean, mark_sweep_folder
 
     thesis = tmp_path / "thesis"
     thesis.mkdir()
@@ -301,7 +302,7 @@ def test_clean_removes_only_folders_a_sweep_made(tmp_path: Path) -> None:
 
 @pytest.mark.smoke
 def test_clean_refuses_a_folder_no_sweep_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.tools.sweep import main
+    from seq2seq.tools.sweep.command import main
 
     thesis = tmp_path / "thesis"
     (thesis / "figures").mkdir(parents=True)
@@ -314,7 +315,7 @@ def test_clean_refuses_a_folder_no_sweep_made(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.smoke
 def test_a_sweep_marks_the_folder_it_makes(tiny_sweep: Path) -> None:
-    from seq2seq.tools.sweep import SWEEP_MARK
+    from seq2seq.tools.sweep.running import SWEEP_MARK
 
     assert (tiny_sweep / SWEEP_MARK).is_file()
 
@@ -349,7 +350,7 @@ def test_hidden_state_plot(tiny_sweep: Path, tmp_path: Path) -> None:
 @pytest.mark.smoke
 def test_a_damaged_run_config_in_a_sweep_is_refused_not_read_as_defaults(tiny_sweep: Path, tmp_path: Path) -> None:
     """An empty ``config.yaml`` read as the defaults differs from the sweep's config in some key
-    or, worse, in none that is checked; either way it must be named as damaged (issue 18)."""
+    or, worse, in none that is checked; either way it must be named as damaged."""
     from seq2seq.training.rundir import RunDirError
 
     out = tmp_path / "out"
@@ -367,7 +368,7 @@ def test_damaged_sweep_files_are_read_as_absent(damage: str, tiny_sweep: Path, t
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A sweep's own bookkeeping (sweep.json, test.json, last/trainer.json) damaged: no
     traceback; the sweep skips, rescores or resumes as if the file were absent or says why."""
-    from seq2seq.tools.sweep import finished, read_status
+    from seq2seq.tools.sweep.running import finished, read_status
 
     out = tmp_path / "out"
     shutil.copytree(tiny_sweep, out)

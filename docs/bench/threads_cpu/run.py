@@ -1,5 +1,5 @@
 """How OpenMP threads wait, on a quiet machine and beside a busy process: the Multi30k peeky
-recipe's bf16 training step (``seq2seq.tools.bench``'s step loop: the same batches and seeded model),
+recipe's bf16 training step (the step loop of ``seq2seq.tools.bench.steps``: the same batches and seeded model),
 in target tokens/s, each setting in a fresh process (the wait policy is read when torch loads).
 Then the thread governor in a real training: ``train.py`` for 150 steps with a busy process
 from 20 s to 50 s after the start, ``train.adapt_threads`` true and false.
@@ -32,13 +32,13 @@ SETTINGS = {  # name: environment (unset OMP_WAIT_POLICY and GOMP_SPINCOUNT firs
 }
 STEP = """
 import json, statistics, sys, torch
-from seq2seq.tools import bench
+from seq2seq.tools.bench.steps import bench_batches, time_train_steps
 from seq2seq.config import load_config
 from seq2seq.training.trainer import prepare_data
 cfg = load_config(sys.argv[1], [f"data.path={sys.argv[2]}", "train.bf16=true"])
 data = prepare_data(cfg)
-batches = bench.bench_batches(cfg, data, 18)
-runs = [bench.time_train_steps(cfg, data, batches, 3, 1.0, torch.device("cpu"))[0] for _ in range(3)]
+batches = bench_batches(cfg, data, 18)
+runs = [time_train_steps(cfg, data, batches, 3, 1.0, torch.device("cpu"))[0] for _ in range(3)]
 print(json.dumps({"tokens_per_s": statistics.median(runs), "runs": runs, "threads": torch.get_num_threads()}))
 """
 
