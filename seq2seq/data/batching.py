@@ -166,7 +166,7 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
     chunks of :data:`SORT_CHUNK` examples. ``by="source"`` (``train.batch_by``): sorted by
     (source length, target length), always globally; each source length's examples are cut
     into batches of **one source length** (the encoder runs them unpacked, in one fused call
-    a layer: :meth:`~seq2seq.model.seq2seq.Encoder.forward`), and what is left of each length, fewer
+    a layer: :meth:`~seq2seq.model.encoder.Encoder.forward`), and what is left of each length, fewer
     than a batch, is cut together into batches of mixed, neighbouring lengths (packed as
     usual). So there are as many batches as by target, at most one more. With ``shuffle``, ties are
     in random order and the batches are then shuffled, so a new ``seed`` (e.g. ``seed +

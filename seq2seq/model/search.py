@@ -37,7 +37,7 @@ _Self = TypeVar("_Self", bound="Selectable")
 
 
 class Selectable(Protocol):
-    """A decoder state for N rows (e.g. ``model.DecoderState``): search only gathers rows of it."""
+    """A decoder state for N rows (e.g. ``decoder.DecoderState``): search only gathers rows of it."""
 
     def select(self: _Self, index: Tensor) -> _Self:
         """Rows ``index`` (M,) long of this state, as a state for M rows."""
