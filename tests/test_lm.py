@@ -517,8 +517,9 @@ def test_init_decoder_copies_the_lm_into_a_peeky_decoder(tie: bool) -> None:
 def test_a_plain_decoder_from_an_lm_computes_the_lm() -> None:
     """Without peeky and attention, the started decoder is the language model: the same logits
     from the same state."""
+    from seq2seq.model.decoder import DecoderState
     from seq2seq.model.lm import init_decoder
-    from seq2seq.model.seq2seq import DecoderState, build_model
+    from seq2seq.model.seq2seq import build_model
 
     lm = tiny_model("gru")
     cfg = load_config(ROOT / "configs" / "dates.yaml", ["model.hidden_dim=32", "model.embed_dim=8",

@@ -201,7 +201,7 @@ def test_the_encoders_packing_equals_pytorchs(bidirectional: bool) -> None:
     gradients equal pack_padded_sequence(enforce_sorted=False)'s, bit for bit."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from seq2seq.model.seq2seq import _pack
+    from seq2seq.model.encoder import _pack
 
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(8, 16, num_layers=2, batch_first=True, bidirectional=bidirectional)
@@ -222,7 +222,7 @@ def test_the_encoders_packing_equals_pytorchs(bidirectional: bool) -> None:
 def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monkeypatch) -> None:
     """Sources all of one length (``train.batch_by: source``) skip packing: one fused RNN call a
     layer. Final states, memory and gradients equal the packed run's (float64)."""
-    from seq2seq.model import seq2seq as model_module
+    from seq2seq.model import encoder as model_module
 
     model = make(num_layers=kw.pop("num_layers", 2), **kw).double().train()
     model.dropout.p = 0.0
@@ -259,7 +259,7 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
 
 @pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
 def test_cpu_dropout_drops_p_and_keeps_the_expectation(p: float) -> None:
-    from seq2seq.model.seq2seq import Dropout
+    from seq2seq.model.rnn import Dropout
 
     drop = Dropout(p).train()
     torch.manual_seed(0)
@@ -291,9 +291,9 @@ def test_run_rnn_runs_the_layers_with_cpu_dropout_between_them(cell: str, bidire
     multi-layer call; final states come back in the batch's row order."""
     from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-    from seq2seq.model import seq2seq as M
+    from seq2seq.model import rnn as M
 
-    cls = M._CELLS[cell]
+    cls = M.CELLS[cell]
     torch.manual_seed(0)
     dirs, L = 2 if bidirectional else 1, 3
     rnn = cls(5, 7, L, batch_first=True, dropout=0.3, bidirectional=bidirectional).double()

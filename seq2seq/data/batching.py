@@ -19,7 +19,7 @@ Conventions (B: sentences, S: source length, T: target length incl. BOS or EOS):
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,7 +166,7 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
     chunks of :data:`SORT_CHUNK` examples. ``by="source"`` (``train.batch_by``): sorted by
     (source length, target length), always globally; each source length's examples are cut
     into batches of **one source length** (the encoder runs them unpacked, in one fused call
-    a layer: :meth:`~seq2seq.model.seq2seq.Encoder.forward`), and what is left of each length, fewer
+    a layer: :meth:`~seq2seq.model.encoder.Encoder.forward`), and what is left of each length, fewer
     than a batch, is cut together into batches of mixed, neighbouring lengths (packed as
     usual). So there are as many batches as by target, at most one more. With ``shuffle``, ties are
     in random order and the batches are then shuffled, so a new ``seed`` (e.g. ``seed +
@@ -179,45 +179,61 @@ def batch_cuts(src_lens: Sequence[int], tgt_lens: Sequence[int], *, batch_size: 
     if by not in ("target", "source"):
         raise ValueError(f"by must be 'target' or 'source', got {by!r}")
     src_lens, tgt_lens = list(src_lens), list(tgt_lens)
+    key = _sort_keys(src_lens, tgt_lens, by)
+    order = list(range(len(src_lens)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    cut: Callable[[list[int]], list[list[int]]] = (
+        (lambda run: _cut_by_tokens(run, src_lens, tgt_lens, max_tokens)) if max_tokens
+        else (lambda run: _cut_by_count(run, batch_size)))
+    cuts: list[list[int]] = []
+    for part in _sort_chunks(order, shuffle and by == "target", batch_size, max_tokens):
+        by_len = sorted(part, key=key.__getitem__)  # stable: ties keep the (shuffled) order
+        cuts += cut(by_len) if by == "target" else _cut_by_source_length(by_len, src_lens, cut, batch_size, max_tokens)
+    if shuffle:
+        rng.shuffle(cuts)
+    return cuts
+
+
+def _sort_keys(src_lens: list[int], tgt_lens: list[int], by: str) -> list[int]:
+    """Each example's sort key: it sorts as (target length, source length) for ``by="target"``,
+    as (source length, target length) for ``by="source"``."""
     # Target length first: the decoder and the output layer run over every padded target
     # position, while the encoder's packed RNN skips source padding. Sorting by source first
     # left Multi30k batches 79% full of real target tokens; this way they are nearly full.
     # By source, Multi30k's batches are 94% full of target tokens, and 92% have one source length.
     if by == "source":
         width = max(tgt_lens, default=0) + 1
-        key = [s * width + t for s, t in zip(src_lens, tgt_lens)]  # sorts as (src len, tgt len)
-    else:
-        width = max(src_lens, default=0) + 1
-        key = [t * width + s for s, t in zip(src_lens, tgt_lens)]  # sorts as (tgt len, src len)
+        return [s * width + t for s, t in zip(src_lens, tgt_lens)]  # sorts as (src len, tgt len)
+    width = max(src_lens, default=0) + 1
+    return [t * width + s for s, t in zip(src_lens, tgt_lens)]  # sorts as (tgt len, src len)
 
-    order = list(range(len(src_lens)))
-    rng = random.Random(seed)
-    if shuffle:
-        rng.shuffle(order)
-    if shuffle and by == "target":
-        chunk = SORT_CHUNK if max_tokens else -(-SORT_CHUNK // batch_size) * batch_size  # whole batches
-        chunks = [order[i:i + chunk] for i in range(0, len(order), chunk)]
-    else:
-        chunks = [order]
 
-    cut = ((lambda run: _cut_by_tokens(run, src_lens, tgt_lens, max_tokens)) if max_tokens
-           else (lambda run: _cut_by_count(run, batch_size)))
+def _sort_chunks(order: list[int], chunked: bool, batch_size: int, max_tokens: int) -> list[list[int]]:
+    """``order`` in the parts that are length-sorted apart: random chunks of :data:`SORT_CHUNK`
+    examples (whole batches of ``batch_size`` without a token budget) if ``chunked``, else all of it."""
+    if not chunked:
+        return [order]
+    chunk = SORT_CHUNK if max_tokens else -(-SORT_CHUNK // batch_size) * batch_size  # whole batches
+    return [order[i:i + chunk] for i in range(0, len(order), chunk)]
+
+
+def _cut_by_source_length(by_len: list[int], src_lens: list[int], cut: Callable[[list[int]], list[list[int]]],
+                          batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Batches of one source length, then the rest of each length cut together.
+
+    ``by_len``, sorted by (source length, target length), is cut by ``cut`` one source length
+    at a time; each length's last batch, when partial (always, with a token budget), goes to a
+    rest, which is cut at the end into batches of mixed, neighbouring lengths."""
     cuts: list[list[int]] = []
-    for part in chunks:
-        by_len = sorted(part, key=key.__getitem__)  # stable: ties keep the (shuffled) order
-        if by == "target":
-            cuts += cut(by_len)
-            continue
-        rest: list[int] = []  # each source length's last, partial batch: cut together below
-        for run in _runs(by_len, src_lens):
-            run_cuts = cut(run)
-            if max_tokens or len(run_cuts[-1]) < batch_size:
-                rest += run_cuts.pop()
-            cuts += run_cuts
-        cuts += cut(rest) if rest else []  # still (source, target)-sorted: lengths close, packed
-    if shuffle:
-        rng.shuffle(cuts)
-    return cuts
+    rest: list[int] = []  # each source length's last, partial batch: cut together below
+    for run in _runs(by_len, src_lens):
+        run_cuts = cut(run)
+        if max_tokens or len(run_cuts[-1]) < batch_size:
+            rest += run_cuts.pop()
+        cuts += run_cuts
+    return cuts + (cut(rest) if rest else [])  # still (source, target)-sorted: lengths close, packed
 
 
 def make_batches(examples: Sequence[Example], *, batch_size: int, max_tokens: int = 0, reverse: bool,

@@ -129,8 +129,8 @@ def cut_sorted(order: Sequence[int], sentences: Sequence[Sentence], batch_size: 
     """Indices sorted by length, cut into batches of at most ``batch_size`` sentences and,
     past one sentence, at most ``batch_size * 256`` padded positions (each row padded to the
     batch's longest): a long line is a batch alone, not the other rows padded to its length
-    (one 1 MiB line among short ones was 256 rows of 1 Mi). Sentences under 256 tokens are
-    cut every ``batch_size`` as before."""
+    (one 1 MiB line among short ones would make 256 rows of 1 Mi). Sentences under 256 tokens
+    are cut every ``batch_size``: the budget never binds for them."""
     budget = batch_size * TOKENS_PER_LINE
     cuts: list[list[int]] = []
     for i in order:  # ascending: the sentence added is the batch's longest

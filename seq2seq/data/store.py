@@ -135,12 +135,7 @@ def prepare(cfg: DataConfig, out: str | Path, *, overwrite: bool = False,
     """Stream the corpus of ``cfg`` into a store at ``out`` (written to ``out.tmp``, then
     renamed); returns a summary (pairs, seconds, bytes on disk)."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out}: already exists; add --overwrite to replace it, or choose another --out")
-    tmp = out.parent / f"{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out, overwrite)
     start = time.perf_counter()
     synthetic = cfg.source in ("dates", "addition")
     where = f"synthetic {cfg.source}, {cfg.size} pairs, seed {cfg.seed}" if synthetic else f"{cfg.source} {cfg.path}"
@@ -152,17 +147,8 @@ def prepare(cfg: DataConfig, out: str | Path, *, overwrite: bool = False,
     say(f"tokenizers trained on the first {len(sample):,} pairs: source {src_tok.vocab_size}, "
         f"target {tgt_tok.vocab_size} ({cfg.tokenizer})")
     dtype = np.uint16 if max(src_tok.vocab_size, tgt_tok.vocab_size) <= 2**16 else np.uint32
-    read = too_long = empty = 0
-    writer = _Writer(tmp, dtype)
-    try:
-        for chunk in _batched(itertools.chain(sample, train), PREPARE_CHUNK):
-            examples, n_long, n_empty = encode_pairs(chunk, src_tok, tgt_tok, cfg.max_len)
-            writer.add(examples)
-            read, too_long, empty = read + len(chunk), too_long + n_long, empty + n_empty
-            if read % 1_000_000 < PREPARE_CHUNK:
-                say(f"  {read:,} pairs, {time.perf_counter() - start:.0f} s")
-    finally:
-        writer.close()
+    writer, read, too_long, empty = _write_train(tmp, dtype, itertools.chain(sample, train), src_tok, tgt_tok,
+                                                 cfg.max_len, say, start)
     del sample
     if writer.examples == 0:
         raise StoreError(f"no training pairs left after filtering (max_len={cfg.max_len})")
@@ -180,13 +166,49 @@ def prepare(cfg: DataConfig, out: str | Path, *, overwrite: bool = False,
     meta = {"format": FORMAT, "examples": writer.examples, "tokens": writer.tokens, "widths": writer.widths,
             "dtype": np.dtype(dtype).name, "data": stored_config(cfg), "report": report}
     (tmp / STORE_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _replace(tmp, out)
     seconds = time.perf_counter() - start
     size = sum(p.stat().st_size for p in out.iterdir())
     say(f"prepared {out}: {writer.examples:,} training pairs, {size / 2**20:,.0f} MiB, {seconds:.0f} s")
     return {"pairs": read, "examples": writer.examples, "seconds": round(seconds, 1), "bytes": size}
+
+
+def _fresh_tmp(out: Path, overwrite: bool) -> Path:
+    """An empty ``out.tmp`` to write the store into; StoreError if ``out`` exists and not ``overwrite``."""
+    if out.exists() and not overwrite:
+        raise StoreError(f"{out}: already exists; add --overwrite to replace it, or choose another --out")
+    tmp = out.parent / f"{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _write_train(directory: Path, dtype: type[np.unsignedinteger], pairs: Iterable[Pair], src_tok: Tokenizer,
+                 tgt_tok: Tokenizer, max_len: int, say: Callable[[str], None], start: float
+                 ) -> tuple[_Writer, int, int, int]:
+    """Encode and filter the training ``pairs`` :data:`PREPARE_CHUNK` at a time into the flat
+    files in ``directory``, saying how far it is every million pairs (seconds since ``start``).
+    -> the closed writer (its counts), and the pairs read, dropped too long, dropped empty."""
+    read = too_long = empty = 0
+    writer = _Writer(directory, dtype)
+    try:
+        for chunk in _batched(pairs, PREPARE_CHUNK):
+            examples, n_long, n_empty = encode_pairs(chunk, src_tok, tgt_tok, max_len)
+            writer.add(examples)
+            read, too_long, empty = read + len(chunk), too_long + n_long, empty + n_empty
+            if read % 1_000_000 < PREPARE_CHUNK:
+                say(f"  {read:,} pairs, {time.perf_counter() - start:.0f} s")
+    finally:
+        writer.close()
+    return writer, read, too_long, empty
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """The finished store ``tmp`` becomes ``out`` (a store already there is removed)."""
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
 
 
 # --- reading ---------------------------------------------------------------------------

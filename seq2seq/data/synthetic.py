@@ -25,7 +25,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterator
 
-from ..config.schema import TEXTBOOK_ADDITION_MAX
+from ..config.sections import TEXTBOOK_ADDITION_MAX
 from .pairs import Pair
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",

@@ -1,4 +1,4 @@
-"""An RNN language model: the seq2seq :class:`~seq2seq.model.seq2seq.Decoder` without a context.
+"""An RNN language model: the seq2seq :class:`~seq2seq.model.decoder.Decoder` without a context.
 
 The textbook builds up to seq2seq from its RNNLM, whose decoder *is* the seq2seq decoder
 with nothing to read: an embedding, an RNN (tanh, GRU or LSTM) and an output layer. Here it
@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..data.tokenization import PAD
-from .seq2seq import Decoder, DecoderState, Dropout
+from .decoder import Decoder, DecoderState
+from .rnn import Dropout
 
 
 def detach_state(state: DecoderState) -> DecoderState:
@@ -33,7 +34,7 @@ def detach_state(state: DecoderState) -> DecoderState:
 
 
 class LanguageModel(nn.Module):
-    """Embedding -> :class:`~seq2seq.model.seq2seq.Decoder` (no context) -> logits over the vocabulary."""
+    """Embedding -> :class:`~seq2seq.model.decoder.Decoder` (no context) -> logits over the vocabulary."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
         super().__init__()

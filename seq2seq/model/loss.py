@@ -5,8 +5,8 @@
 (tested), but its backward writes the gradient in one pass, ``softmax(x) - q`` with ``q`` the
 smoothed one-hot target, instead of PyTorch's chain of a zero-filled NLL gradient, a
 smoothing gradient, their sum and the log-softmax backward over the whole ``(B*T, V)`` array.
-On the CPU that chain cost more than the output projection's matrix product (issue 13's
-profile), and it saves the ``(B*T, V)`` fp32 log-probabilities for backward; this keeps only
+On the CPU that chain costs more than the output projection's matrix product (a profile of
+the training step), and it saves the ``(B*T, V)`` fp32 log-probabilities for backward; this keeps only
 the logits (bf16 under autocast) and one number per token.
 """
 

@@ -37,7 +37,7 @@ _Self = TypeVar("_Self", bound="Selectable")
 
 
 class Selectable(Protocol):
-    """A decoder state for N rows (e.g. ``model.DecoderState``): search only gathers rows of it."""
+    """A decoder state for N rows (e.g. ``decoder.DecoderState``): search only gathers rows of it."""
 
     def select(self: _Self, index: Tensor) -> _Self:
         """Rows ``index`` (M,) long of this state, as a state for M rows."""
@@ -213,6 +213,10 @@ class _Step(NamedTuple):
     final: Tensor  # bool: candidate became a finished hypothesis
     keep: Tensor  # positions of the K continuing candidates: new beam k = candidate keep[k]
 
+    def survivors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The K continuing candidates' raw log-probs, parent beams and last tokens, each (B, K)."""
+        return self.score.gather(1, self.keep), self.beam.gather(1, self.keep), self.token.gather(1, self.keep)
+
 
 @torch.inference_mode()
 def beam_search(
@@ -246,36 +250,65 @@ def beam_search(
     """
     _check_args(src, max_len, beam_size, nbest)
     b, k = src.size(0), beam_size
-    device = src.device
-    max_len = max_len.to(device)
-    rows = torch.arange(b, device=device)  # (B,)
-    state = model.encode(src, src_len).select(rows.repeat_interleave(k))  # B*K rows
-    prev = torch.full((b * k,), bos, dtype=torch.long, device=device)  # (B*K,)
-    score = torch.zeros(b, k, device=device)  # (B, K) raw log-prob of each beam
-    score[:, 1:] = float("-inf")
-    n_finished = torch.zeros(b, dtype=torch.long, device=device)  # (B,)
+    max_len = max_len.to(src.device)
+    state, prev, score = _start_beams(model, src, src_len, k, bos)
+    rows = torch.arange(b, device=src.device)  # (B,)
+    n_finished = torch.zeros(b, dtype=torch.long, device=src.device)  # (B,)
     done = max_len <= 0  # (B,)
     history: list[_Step] = []
     for t in range(int(max_len.max()) if b else 0):
         if bool(done.all()):  # the one host sync per step
             break
-        logits, state = model.decode_step(prev, state)  # (B*K, V)
-        logp = F.log_softmax(logits.float(), dim=-1)
-        v = logp.size(-1)
-        cand = (score.unsqueeze(2) + logp.view(b, k, v)).view(b, k * v)  # (B, K*V)
-        top_score, top_idx = top_candidates(cand, k)  # (B, 2K)
-        top_beam, top_tok = top_idx // v, top_idx % v  # (B, 2K)
-        keep = continuing(top_tok, eos, k)  # (B, K)
+        logits, state = model.decode_step(prev.view(b * k), state)  # (B*K, V)
         last = t + 1 >= max_len  # (B,)
-        final = finishing(top_score, top_tok, keep, eos, last, done)  # (B, 2K)
-        history.append(_Step(top_beam, top_tok, top_score, final, keep))
-        n_finished = n_finished + final.sum(dim=1)
+        step = _beam_step(logits, score, eos, last, done)
+        history.append(step)
+        n_finished = n_finished + step.final.sum(dim=1)
         done = done | last | (n_finished >= k)
-        score = top_score.gather(1, keep)  # (B, K)
-        parent = top_beam.gather(1, keep)  # (B, K)
-        prev = top_tok.gather(1, keep).view(b * k)  # (B*K,)
+        score, parent, prev = step.survivors()  # (B, K) each
         state = state.select((rows.unsqueeze(1) * k + parent).view(b * k))  # B*K rows
     return _collect(history, b, eos, alpha, nbest)
+
+
+def _start_beams(model: SearchModel[S], src: Tensor, src_len: Tensor, k: int, bos: int) -> tuple[S, Tensor, Tensor]:
+    """The ``k`` beams of each sentence before step 0.
+
+    Args:
+        src: source ids ``(B, S)`` long; src_len: their lengths ``(B,)`` long.
+
+    Returns:
+        the state of ``B*K`` rows (each sentence's ``k`` beams together), BOS as each beam's
+        previous token ``(B, K)``, and the beams' raw log-probs ``(B, K)``: 0 for beam 0,
+        -inf for the others, so that no two hypotheses are the same.
+    """
+    b, device = src.size(0), src.device
+    state = model.encode(src, src_len).select(torch.arange(b, device=device).repeat_interleave(k))  # B*K rows
+    prev = torch.full((b, k), bos, dtype=torch.long, device=device)  # (B, K)
+    score = torch.zeros(b, k, device=device)  # (B, K) raw log-prob of each beam
+    score[:, 1:] = float("-inf")
+    return state, prev, score
+
+
+def _beam_step(logits: Tensor, score: Tensor, eos: int, last: Tensor, done: Tensor) -> _Step:
+    """Steps 1 to 4 of :func:`beam_search` at one time step.
+
+    Args:
+        logits: next-token logits of every beam ``(B*K, V)``.
+        score: the beams' raw log-probs so far ``(B, K)``.
+        last: ``(B,)`` bool, this is the sentence's last step; done: ``(B,)`` bool, it is done.
+
+    Returns:
+        the top ``2K`` candidates of each sentence, which of them finish, and the ``K`` that continue.
+    """
+    b, k = score.shape
+    logp = F.log_softmax(logits.float(), dim=-1)
+    v = logp.size(-1)
+    cand = (score.unsqueeze(2) + logp.view(b, k, v)).view(b, k * v)  # (B, K*V)
+    top_score, top_idx = top_candidates(cand, k)  # (B, 2K)
+    top_beam, top_tok = top_idx // v, top_idx % v  # (B, 2K)
+    keep = continuing(top_tok, eos, k)  # (B, K)
+    final = finishing(top_score, top_tok, keep, eos, last, done)  # (B, 2K)
+    return _Step(top_beam, top_tok, top_score, final, keep)
 
 
 def _collect(history: list[_Step], b: int, eos: int, alpha: float, nbest: int) -> list[list[Hypothesis]]:

@@ -43,11 +43,12 @@ from ..config import Config
 from ..data.lm_data import LMData, Split, prepare_lm_data, sentence_batches, shuffled, stream_batches, stream_rows
 from ..data.tokenization import PAD
 from ..model import checkpoint
+from ..model.decoder import DecoderState
 from ..model.lm import LanguageModel, build_lm, detach_state
 from ..model.lm_scoring import bits_per_char, perplexity, split_nll
 from ..model.loss import sequence_loss
 from ..model.sampling import sample
-from ..model.seq2seq import DecoderState, count_parameters
+from ..model.seq2seq import count_parameters
 from ..runtime import threads
 from ..runtime.device import autocast as device_autocast
 from ..runtime.device import describe as describe_precision

@@ -1,42 +1,34 @@
-"""Typed, frozen configuration loaded from YAML, with dotted command-line overrides.
+"""The configuration's sections: one frozen dataclass each for ``data``, ``model``,
+``train``, ``decode`` and ``tracking``, joined in :class:`Config`, with their range checks.
 
-A config has five sections, each a frozen dataclass: ``data``, ``model``, ``train``,
-``decode`` and ``tracking``. Loading checks every key against the dataclass fields:
-an unknown key, a value of the wrong type, or a value out of range raises
-:class:`ConfigError` whose message names the file and the dotted key, e.g.::
-
-    configs/x.yaml: model.dropout: must be in [0, 1), got -0.1
-
-Every number must be finite (``inf`` and ``nan`` pass many a range check, e.g. ``lr > 0``),
-and the decoding limits have upper bounds that keep the output length limit within range.
+A value out of range raises :class:`ConfigError` whose message names the dotted key, e.g.
+``model.dropout: must be in [0, 1), got -0.1`` (loading adds the file:
+:mod:`seq2seq.config.loading`). Every number must be finite (``inf`` and ``nan`` pass many a
+range check, e.g. ``lr > 0``), and the decoding limits have upper bounds that keep the output
+length limit within range.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
-from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the file (if any) and the key."""
 
 
-def _check(ok: bool, key: str, msg: str) -> None:
+def check(ok: bool, key: str, msg: str) -> None:
+    """ConfigError ``"{key}: {msg}"`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"{key}: {msg}")
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
+def excerpt(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters and a count of the rest: a bad value or key may be megabytes."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
 
@@ -46,7 +38,7 @@ def _check_finite(section: Any, name: str) -> None:
     for f in dataclasses.fields(section):
         v = getattr(section, f.name)
         if isinstance(v, float):
-            _check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
+            check(math.isfinite(v), f"{name}.{f.name}", f"must be a finite number, got {v}")
 
 
 MAX_BPE_VOCAB = 1_000_000  # data.vocab_size: the tokenizers library allocates for it up front (and aborts
@@ -106,21 +98,21 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_finite(self, "data")
-        _check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
+        check(self.size >= 3, "data.size", f"must be >= 3, got {self.size}")
         for name in ("valid_fraction", "test_fraction"):
             v = getattr(self, name)
-            _check(0.0 <= v < 1.0, f"data.{name}", f"must be in [0, 1), got {v}")
-        _check(self.valid_fraction + self.test_fraction < 1.0, "data.valid_fraction",
+            check(0.0 <= v < 1.0, f"data.{name}", f"must be in [0, 1), got {v}")
+        check(self.valid_fraction + self.test_fraction < 1.0, "data.valid_fraction",
                "valid_fraction + test_fraction must be < 1")
-        _check(300 <= self.vocab_size <= MAX_BPE_VOCAB, "data.vocab_size",
+        check(300 <= self.vocab_size <= MAX_BPE_VOCAB, "data.vocab_size",
                f"must be in [300, {MAX_BPE_VOCAB}], got {self.vocab_size}")
-        _check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
+        check(self.max_len >= 1, "data.max_len", f"must be >= 1, got {self.max_len}")
         if self.source == "addition" and self.addition_style == "textbook":
-            _check(self.size <= TEXTBOOK_ADDITION_MAX, "data.size",
+            check(self.size <= TEXTBOOK_ADDITION_MAX, "data.size",
                    f"textbook addition has {TEXTBOOK_ADDITION_MAX:,} problems at most here "
                    f"(each made once up to order); got {self.size}")
         if self.source in ("files", "tsv", "jsonl", "hf"):
-            _check(bool(self.path), "data.path", f"is required when data.source is {self.source!r}")
+            check(bool(self.path), "data.path", f"is required when data.source is {self.source!r}")
 
     @property
     def src_key(self) -> str:
@@ -155,10 +147,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_finite(self, "model")
-        _check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
-        _check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
-        _check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+        check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
+        check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
+        check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -222,38 +214,38 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_finite(self, "train")
-        _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
-        _check(0 < self.lr <= MAX_LR, "train.lr", f"must be in (0, {MAX_LR:g}], got {self.lr}")
-        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(self.clip_norm >= 0, "train.clip_norm", f"must be >= 0, got {self.clip_norm}")
+        check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.max_tokens >= 0, "train.max_tokens", f"must be >= 0, got {self.max_tokens}")
+        check(0 < self.lr <= MAX_LR, "train.lr", f"must be in (0, {MAX_LR:g}], got {self.lr}")
+        check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.clip_norm >= 0, "train.clip_norm", f"must be >= 0, got {self.clip_norm}")
         for name in ("teacher_forcing", "teacher_forcing_decay", "teacher_forcing_min"):
             v = getattr(self, name)
-            _check(0.0 <= v <= 1.0, f"train.{name}", f"must be in [0, 1], got {v}")
-        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing",
+            check(0.0 <= v <= 1.0, f"train.{name}", f"must be in [0, 1], got {v}")
+        check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing",
                f"must be in [0, 1), got {self.label_smoothing}")
-        _check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
+        check(0.0 < self.lr_factor < 1.0, "train.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
         for name in ("lr_patience", "warmup_steps", "max_steps", "valid_max_sentences", "samples", "save_every",
                      "pad_multiple", "save_every_minutes", "keep_checkpoints"):
             v = getattr(self, name)
-            _check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
-        _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
-        _check(self.sync_free is not True or self.optimizer == "adam", "train.sync_free",
+            check(v >= 0, f"train.{name}", f"must be >= 0, got {v}")
+        check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
+        check(self.sync_free is not True or self.optimizer == "adam", "train.sync_free",
                "true needs train.optimizer: adam (its fused kernel skips NaN steps on the device)")
         if self.cuda_graphs is True:
-            _check(self.device != "cpu", "train.cuda_graphs", "true needs CUDA (train.device is cpu)")
-            _check(self.optimizer == "adam", "train.cuda_graphs",
+            check(self.device != "cpu", "train.cuda_graphs", "true needs CUDA (train.device is cpu)")
+            check(self.optimizer == "adam", "train.cuda_graphs",
                    "true needs train.optimizer: adam (fused, capturable)")
-            _check(self.static_shapes is not False, "train.cuda_graphs", "true needs train.static_shapes: auto or true")
-            _check(self.sync_free is not False, "train.cuda_graphs",
+            check(self.static_shapes is not False, "train.cuda_graphs", "true needs train.static_shapes: auto or true")
+            check(self.sync_free is not False, "train.cuda_graphs",
                    "true needs train.sync_free: auto or true (a graph cannot read a step's outcome back)")
-            _check(self.teacher_forcing == 1.0 and self.teacher_forcing_decay == 0.0, "train.cuda_graphs",
+            check(self.teacher_forcing == 1.0 and self.teacher_forcing_decay == 0.0, "train.cuda_graphs",
                    "true needs train.teacher_forcing: 1 and no decay (a graph would keep the first ratio)")
-        _check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
-        _check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
-        _check(self.bptt >= 1, "train.bptt", f"must be >= 1, got {self.bptt}")
-        _check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")
+        check(self.max_bad_steps >= 1, "train.max_bad_steps", f"must be >= 1, got {self.max_bad_steps}")
+        check(self.log_every >= 1, "train.log_every", f"must be >= 1, got {self.log_every}")
+        check(self.bptt >= 1, "train.bptt", f"must be >= 1, got {self.bptt}")
+        check(0 <= self.seed < SEED_LIMIT, "train.seed", f"must be in [0, 2**32), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -271,16 +263,16 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         _check_finite(self, "decode")
-        _check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
-        _check(1 <= self.nbest <= self.beam_size, "decode.nbest",
+        check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
+        check(1 <= self.nbest <= self.beam_size, "decode.nbest",
                f"must be in [1, beam_size={self.beam_size}], got {self.nbest}")
-        _check(0 <= self.length_penalty <= MAX_LENGTH_PENALTY, "decode.length_penalty",
+        check(0 <= self.length_penalty <= MAX_LENGTH_PENALTY, "decode.length_penalty",
                f"must be in [0, {MAX_LENGTH_PENALTY:g}], got {self.length_penalty}")
-        _check(0 < self.max_len_ratio <= MAX_LEN_RATIO, "decode.max_len_ratio",
+        check(0 < self.max_len_ratio <= MAX_LEN_RATIO, "decode.max_len_ratio",
                f"must be in (0, {MAX_LEN_RATIO:g}], got {self.max_len_ratio}")
-        _check(0 <= self.max_len_offset <= MAX_LEN_OFFSET, "decode.max_len_offset",
+        check(0 <= self.max_len_offset <= MAX_LEN_OFFSET, "decode.max_len_offset",
                f"must be in [0, {MAX_LEN_OFFSET}], got {self.max_len_offset}")
-        _check(self.batch_size >= 1, "decode.batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.batch_size >= 1, "decode.batch_size", f"must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -310,21 +302,21 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.model.init_decoder_from:
-            _check(self.data.task == "translate", "model.init_decoder_from",
+            check(self.data.task == "translate", "model.init_decoder_from",
                    "is for a translator (data.task: translate)")
-            _check(not self.data.joint_vocab and not self.data.prepared, "model.init_decoder_from",
+            check(not self.data.joint_vocab and not self.data.prepared, "model.init_decoder_from",
                    "needs the language model's own target tokenizer: data.joint_vocab and data.prepared must be off")
         if self.data.task == "lm":  # a language model is a decoder without a context to read
-            _check(self.data.source == "files", "data.source",
+            check(self.data.source == "files", "data.source",
                    f"data.task lm reads text files; must be 'files', got {self.data.source!r}")
             for key, off in (("peeky", False), ("bidirectional", False), ("attention", "none")):
-                _check(getattr(self.model, key) == off, f"model.{key}",
+                check(getattr(self.model, key) == off, f"model.{key}",
                        f"a language model has no source to read; set model.{key}: {str(off).lower()}")
         for key in ("static_shapes", "cuda_graphs"):  # both need static shapes; checks across sections
             if getattr(self.train, key) is True:
-                _check(not self.data.prepared, f"train.{key}",
+                check(not self.data.prepared, f"train.{key}",
                        "true needs the training data in memory (data.prepared streams it)")
-                _check(not self.model.bidirectional, f"train.{key}",
+                check(not self.model.bidirectional, f"train.{key}",
                        "true needs a unidirectional encoder (model.bidirectional: true)")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -340,128 +332,3 @@ class Config:
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "decode": DecodeConfig, "tracking": TrackingConfig}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widen to floats)."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        names = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
-        ok = any(value == c and type(value) is type(c) for c in choices)  # 1 is not True here
-        _check(ok, key, f"must be one of {names}; got {_excerpt(repr(value))}")
-        return value
-    if origin in (tuple, list):
-        _check(isinstance(value, (list, tuple)), key, f"must be a list, got {_excerpt(repr(value))}")
-        (item_tp, *_) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported annotation for {key}")  # pragma: no cover
-    if tp is bool:
-        _check(isinstance(value, bool), key, f"must be true or false, got {_excerpt(repr(value))}")
-    elif tp is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key,
-               f"must be an integer, got {_excerpt(repr(value))}")
-    elif tp is float:
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               f"must be a number, got {_excerpt(repr(value))}")
-        return float(value)
-    elif tp is str:
-        _check(isinstance(value, str), key, f"must be a string, got {_excerpt(repr(value))}")
-    return value
-
-
-def _build_section(name: str, values: Any) -> Any:
-    cls = SECTIONS[name]
-    _check(isinstance(values, dict), name, f"must be a mapping, got {_excerpt(repr(values))}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        dotted = f"{name}.{_excerpt(str(key))}"
-        _check(key in known, dotted, f"unknown key (known: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(value, hints[key], dotted)
-    return cls(**kwargs)
-
-
-def from_dict(raw: Any) -> Config:
-    """Build a :class:`Config` from nested dicts, checking every key, type and range."""
-    if raw is None:
-        raw = {}
-    _check(isinstance(raw, dict), "config", "must be a mapping of sections")
-    for name in raw:
-        _check(name in SECTIONS, name, f"unknown section (known: {', '.join(SECTIONS)})")
-    return Config(**{name: _build_section(name, raw.get(name) or {}) for name in SECTIONS})
-
-
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """``"train.lr=3e-4"`` -> ``("train", "lr", 3e-4)``; the value is parsed as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"{_excerpt(text)}: override must look like section.key=value")
-    dotted, raw = text.split("=", 1)
-    where = _excerpt(dotted)
-    parts = dotted.strip().split(".")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"{where}: override key must look like section.key")
-    section, key = parts
-    if section not in SECTIONS:
-        raise ConfigError(f"{where}: unknown section (known: {', '.join(SECTIONS)})")
-    known = {f.name for f in dataclasses.fields(SECTIONS[section])}
-    if key not in known:
-        raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
-    try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except ParseError as e:
-        raise ConfigError(f"{where}: value {e}") from None
-    except yaml.YAMLError:
-        value = raw
-    hint = typing.get_type_hints(SECTIONS[section])[key]
-    if hint is str and not isinstance(value, str):
-        value = raw  # e.g. data.src_lang=no stays the string "no"
-    elif hint is float and isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value)  # YAML 1.1 reads "3e-4" as a string
-    return section, key, value
-
-
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Load ``path`` (YAML) and apply ``section.key=value`` overrides.
-
-    Raises :class:`ConfigError` with a message that names the file and the key.
-    """
-    raw: dict[str, Any] = {}
-    where = str(path) if path is not None else "<defaults>"
-    if path is not None:
-        p = Path(path)
-        try:
-            text = read_text(p, MAX_CONFIG_BYTES)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{where}: cannot read config file ({e})") from None
-        except ParseError as e:
-            raise ConfigError(f"{where}: config file {e}") from None
-        try:
-            loaded = load_yaml(text)
-        except ParseError as e:
-            raise ConfigError(f"{where}: config file {e}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}:" if mark is not None else ""
-            raise ConfigError(f"{where}:{line} invalid YAML ({getattr(e, 'problem', e)})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{where}: must be a mapping of sections, got {type(loaded).__name__}")
-        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in (loaded or {}).items()}
-    try:
-        from_dict(raw)  # errors in the file are reported against the file
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    try:
-        for text in overrides:
-            section, key, value = parse_override(text)
-            raw.setdefault(section, {})
-            raw[section] = {**(raw[section] or {}), key: value}
-        # checked together: one override may need another (data.source=files with data.path=...)
-        return from_dict(raw)
-    except ConfigError as e:
-        raise ConfigError(f"command line: {e}") from None
