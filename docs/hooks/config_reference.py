@@ -19,7 +19,8 @@ PAGE = "configuration-reference.md"
 
 def on_files(files: Files, config: Any) -> Files:
     root = Path(config.config_file_path).resolve().parent
-    sys.path.insert(0, str(root))  # this checkout's package, not another installed copy
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))  # this checkout's package, not another installed copy
     from seq2seq.config import reference
 
     where = Path(reference.__file__).resolve()
