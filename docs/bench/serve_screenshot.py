@@ -1,4 +1,4 @@
-"""The README's screenshot of the demo page: serve a checkpoint on a free loopback port, type
+"""The screenshot of the demo page in docs/serving.md: serve a checkpoint on a free loopback port, type
 a sentence into the page in headless Chromium (Debian's, driven by Playwright), save a PNG.
 
     python docs/bench/serve_screenshot.py --checkpoint runs/dates_luong/best \\

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's "Language model" figures: one training at a time, each under /usr/bin/time -v
+# The figures of docs/language-model.md: one training at a time, each under /usr/bin/time -v
 # (peak RSS, wall time), into $RUNS/<name>/ with its log in $RUNS/<name>.log.
-#   RUNS=/work/runs/lm bash docs/bench/lm/run_all.sh [name ...]   (a name: a training below, or ngram)
+#   RUNS=runs/lm bash docs/bench/lm/run_all.sh [name ...]   (a name: a training below, or ngram)
 set -u
 RUNS=${RUNS:-runs/lm}
 CHAR=configs/lm_multi30k_en_char.yaml

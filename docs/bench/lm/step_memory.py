@@ -1,4 +1,4 @@
-"""Peak memory of one LM training step against the length of the graph (README "Language model").
+"""Peak memory of one LM training step against the length of the graph (docs/language-model.md).
 
 Truncated BPTT bounds the graph at ``bptt`` steps; backpropagating through the whole stream
 (or a long sentence) keeps every step's activations. Each setting runs in a fresh process:
