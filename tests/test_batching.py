@@ -205,7 +205,7 @@ def test_encode_pairs_drop_counts() -> None:
 
 def test_to_a_device_keeps_the_source_lengths_on_the_cpu() -> None:
     """The encoder packs with CPU lengths: on a GPU, lengths moved there would be copied back
-    each step, a host sync (issue 14). The meta device stands in for a GPU here."""
+    each step, a host sync. The meta device stands in for a GPU here."""
     b = collate([([5, 6, 7], [8, 9]), ([5, 6], [8])], range(2), reverse=False)
     moved = b.to(torch.device("meta"))
     assert moved.src.device.type == moved.tgt_in.device.type == moved.tgt_out.device.type == "meta"
@@ -214,7 +214,7 @@ def test_to_a_device_keeps_the_source_lengths_on_the_cpu() -> None:
 
 
 def test_pad_multiple_gives_static_widths_and_the_same_loss_and_gradients() -> None:
-    """``train.pad_multiple`` (static shapes for CUDA graphs, issue 14): widths become
+    """``train.pad_multiple`` (static shapes for CUDA graphs): widths become
     multiples of N; the extra columns are padding, so the loss and every gradient equal those
     of the tight batch (up to float summation order)."""
     from seq2seq.config import ModelConfig

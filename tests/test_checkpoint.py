@@ -156,7 +156,7 @@ def test_wrong_shape_missing_and_unexpected_tensors(best: Path) -> None:
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
 def test_non_finite_weights_are_refused(value: float, best: Path) -> None:
-    """NaN or inf weights translated every line to an empty string, exit 0 (issue 18, item 7)."""
+    """NaN or inf weights translated every line to an empty string, exit 0."""
     path = best / "model.safetensors"
     weights = load_file(str(path))
     weights["decoder.rnn.weight_hh_l0"][3, 5] = value

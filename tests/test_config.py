@@ -109,7 +109,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert load_config(p) == cfg
 
 
-# --- non-finite and absurd numbers (issue 18, item 6) -----------------------------------------
+# --- non-finite and absurd numbers -----------------------------------------
 @pytest.mark.parametrize("override,key", [
     ("train.lr=inf", "train.lr"),
     ("train.lr=.inf", "train.lr"),
@@ -156,7 +156,7 @@ def test_sections_built_in_code_are_checked_too() -> None:
 @pytest.mark.parametrize("override", ["train.lr=" + "x" * 1_000_000, "model.cell=" + "y" * 1_000_000,
                                       "model.num_layers=[" + "1, " * 300_000 + "]", "train." + "z" * 1_000_000 + "=1"])
 def test_a_huge_bad_value_is_named_by_an_excerpt(override: str) -> None:
-    """Messages echoed the whole offending value: megabytes on one line (issue 18)."""
+    """Messages echoed the whole offending value: megabytes on one line."""
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     msg = str(e.value)

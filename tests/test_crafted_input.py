@@ -1,4 +1,4 @@
-"""Crafted files and odd input (issue 18): a one-line error at a bounded cost, never a traceback,
+"""Crafted files and odd input: a one-line error at a bounded cost, never a traceback,
 a hang or an unbounded allocation, for pathological YAML and JSON, wrong types in the trainer
 state, special files in a checkpoint, tokenizers whose ids do not fit the embedding."""
 

@@ -45,7 +45,7 @@ def test_check_positive() -> None:
 
 
 def test_a_huge_message_is_cut_to_an_excerpt(capsys: pytest.CaptureFixture[str]) -> None:
-    """An error echoing a megabyte value prints a short excerpt that keeps where and why (issue 18)."""
+    """An error echoing a megabyte value prints a short excerpt that keeps where and why."""
     assert run_command(lambda: _raise(ValueError("x.yaml: train.lr: bad " + "x" * 1_000_000 + " the end"))) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: x.yaml: train.lr: bad xxx") and err.endswith("x the end\n") and len(err) < 1000

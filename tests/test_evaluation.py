@@ -357,7 +357,7 @@ def test_by_length_reads_an_entry_of_a_results_file(tmp_path: Path, capsys: pyte
 def test_evaluate_split_never_writes_over_the_corpus(tiny_checkpoint: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """``--split`` reads ``{data.path}/{split}.*``: an --output or --json naming one of those
-    files would have replaced the references with hypotheses (issue 18)."""
+    files would have replaced the references with hypotheses."""
     from seq2seq.data.synthetic import make_dates
 
     corpus = tmp_path / "corpus"

@@ -307,7 +307,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path: Path, t
     assert snapshot(run / "last") == before  # byte for byte
 
 
-# --- NaN / inf weights (issue 18, item 6) -----------------------------------------------------
+# --- NaN / inf weights -----------------------------------------------------
 def poison_weights_after(monkeypatch: pytest.MonkeyPatch, step: int, everything: bool = False) -> None:
     """After training step ``step`` (1-based), set one weight the loss never reads to NaN: the
     source embedding of ``<unk>``, which the char tokenizer never emits, so losses stay finite.

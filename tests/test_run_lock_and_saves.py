@@ -1,7 +1,7 @@
 """A run directory's owner and its mid-epoch saves: one training process at a time per
 ``--out`` (a lock that a ``kill -9`` cannot leave stuck), ``train.save_every`` checkpoints
 inside an epoch that resume exactly, and metric curves that a stop and ``--resume`` leave
-equal to an uninterrupted run's (issue 18, items 4, 9 and 10).
+equal to an uninterrupted run's.
 """
 
 from __future__ import annotations

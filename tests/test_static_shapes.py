@@ -1,4 +1,4 @@
-"""Static-shape training (issue 14): the corpus in fixed-shape buckets on the device
+"""Static-shape training: the corpus in fixed-shape buckets on the device
 (seq2seq/data/buckets.py), the padded encoder (``Encoder.forward_padded``) and ``static_step``,
 which together make a training step a CUDA graph can capture. Each is checked here, on the
 CPU, against today's path: ``collate`` + the packed encoder + ``train_step``."""

@@ -1,4 +1,4 @@
-"""Sync-free steps (``train.sync_free``, issue 14): on CUDA a host sync per step stalls the
+"""Sync-free steps (``train.sync_free``): on CUDA a host sync per step stalls the
 launch queue, so NaN/inf steps are skipped on the device by the fused Adam kernel and counted
 at each metrics record. The same code runs on the CPU (fused Adam takes ``found_inf`` there
 too), so every property is tested here against the synchronous path."""

@@ -128,7 +128,7 @@ def test_bpe_rejects_tiny_vocab_and_unknown_kind() -> None:
 
 
 def test_bpe_refuses_a_vocab_no_corpus_can_fill() -> None:
-    """vocab_size=2**32 aborted the process inside the tokenizers library (issue 18)."""
+    """vocab_size=2**32 aborted the process inside the tokenizers library."""
     with pytest.raises(ValueError, match=r"BPE vocab_size must be <= 1000000, got 4294967296"):
         train_tokenizer(["abc"], "bpe", vocab_size=2**32)
     assert train_tokenizer(["the cat sat on the mat"] * 5, "bpe", vocab_size=1_000_000).vocab_size < 300

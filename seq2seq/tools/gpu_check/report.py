@@ -90,7 +90,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [f"Device: {json.dumps(env['device'])}; torch {env['torch']}, Python {env['python']}", ""]
     lines += markdown_table(("part", "status", "seconds"), [(name, p["status"], str(p["seconds"]))
                                                             for name, p in parts.items()])
-    lines += ["", *markdown_table(("goal (issue 14)", "target", "measured", "met"), _goal_rows(data["goals"]))]
+    lines += ["", *markdown_table(("goal", "target", "measured", "met"), _goal_rows(data["goals"]))]
     lines += _throughput_lines(parts.get("train_throughput", {}).get("rows", []))
     rec = parts.get("recipe", {})
     if rec.get("status") == "ok":
