@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -55,27 +54,20 @@ from ..runtime.device import select_device
 from ..runtime.threads import ThreadGovernor
 from .loop import (
     DivergedError,
+    Stop,
     StopFlag,
     TrainError,
     Window,
     catch_signals,
+    exit_on_signal,
     make_optimizer,
     no_better_epoch,
     progress_bar,
+    run_epochs,
     set_lr,
     update,
 )
-from .rundir import (
-    RUN_CONFIG,
-    Progress,
-    check_run_dir,
-    has_checkpoint,
-    lock_run_dir,
-    replace_run,
-    restore,
-    save_last,
-    write_run_config,
-)
+from .rundir import RUN_CONFIG, Progress, commit_run, lock_run_dir, open_run, restore, save_last
 from .tracking import Tracker, truncate_metrics
 
 
@@ -120,10 +112,7 @@ class LMTrainer:
 
     @classmethod
     def start(cls, cfg: Config, out: Path, *, resume: bool, overwrite: bool, reset_optimizer: bool) -> LMTrainer:
-        check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
-        if resume and not has_checkpoint(out):
-            print(f"{out}: no checkpoint saved yet; starting the run from the beginning", flush=True)
-            resume = overwrite = False
+        resume, overwrite = open_run(out, cfg, resume=resume, overwrite=overwrite)
         device = select_device(cfg.train.device)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
@@ -145,9 +134,7 @@ class LMTrainer:
         if loaded is not None and progress.batch_in_epoch:
             _check_same_batches(out, loaded.config, cfg, progress.batch_in_epoch)
         carried = _restore_state(out, model, cfg, device) if resume and progress.batch_in_epoch else None
-        if overwrite and not resume:
-            replace_run(out)
-        write_run_config(out, cfg)
+        commit_run(out, cfg, resume=resume, overwrite=overwrite)
         governor = threads.for_training(cfg.train.adapt_threads) if device.type == "cpu" else None
         return cls(cfg, out, device, data, model, optimizer, progress,
                    autocast=device_autocast(cfg.train.bf16, device), carried=carried, governor=governor)
@@ -163,13 +150,7 @@ class LMTrainer:
         signum, summary = 0, {}
         try:
             with catch_signals(self.flag):
-                while p.epoch < cfg.train.epochs and not p.done:
-                    stop = self.run_epoch()
-                    if stop == "signal":
-                        break
-                    self.end_epoch()
-                    p.done = p.done or stop == "max_steps"
-                    self.save_last()
+                run_epochs(p, cfg, self.run_epoch, self.end_epoch, self.save_last)
                 signum = self.flag.signum or 0
                 if signum:
                     self.save_last()
@@ -178,16 +159,14 @@ class LMTrainer:
         finally:
             self.tracker.finish()
         if signum:
-            print(f"\n{signal.Signals(signum).name}: saved {self.out / 'last'} at step {p.step}; "
-                  "continue with --resume", file=sys.stderr)
-            raise SystemExit(128 + signum)
+            exit_on_signal(signum, self.out, p.step)
         print(f"done: best valid ppl {p.best:.3f} after {p.epoch} epochs, {p.step} steps, {p.elapsed:.0f} s; "
               f"test ppl {summary['test/ppl']:.3f} (by sentence {summary['test/ppl_sentence']:.3f}), "
               f"bpc {summary['test/bpc']:.4f}; checkpoint {self.out / 'best'}", flush=True)
         return {"best": p.best, "step": p.step, "epoch": p.epoch, "skipped_steps": p.skipped_steps,
                 "seconds": round(p.elapsed, 1), **summary}
 
-    def run_epoch(self) -> str:
+    def run_epoch(self) -> Stop:
         """The rest of the current epoch's batches; -> why it ended: epoch_done, max_steps, signal."""
         cfg, p = self.cfg, self.progress
         batches = epoch_batches(self.data, cfg, p.epoch)
@@ -198,7 +177,8 @@ class LMTrainer:
         state = self.carried
         if stream and state is None:
             state = self.model.initial_state(batches[0][0].shape[0], self.device)
-        stop, lr = "epoch_done", 0.0
+        stop: Stop = "epoch_done"
+        lr = 0.0
         bar = progress_bar(cfg, len(batches), p)
         for x, y in batches[p.batch_in_epoch:]:
             lr = set_lr(self.optimizer, cfg, p, total_steps)

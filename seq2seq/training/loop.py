@@ -1,25 +1,29 @@
 """What every training loop here shares: its errors, the stop flag that signals set, the
 learning-rate warm-up and cosine factor, the optimizer and its update (backward, clipping,
-the NaN/inf guard), the progress bar, the window of metrics summed between records, and
-what an epoch without a better validation does. The translator's
-loop (:mod:`seq2seq.training.trainer`) and the language model's (:mod:`seq2seq.training.lm_training`) both
-use these.
+the NaN/inf guard), the progress bar, the window of metrics summed between records, what an
+epoch without a better validation does, the loop over a run's epochs and the exit after a
+signal. The translator's loop (:mod:`seq2seq.training.trainer`) and the language model's
+(:mod:`seq2seq.training.lm_training`) both use these.
 """
 
 from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import Tensor, nn
 
 from ..config import Config
 from .rundir import Progress
+
+Stop = Literal["epoch_done", "max_steps", "signal"]  # why an epoch's loop ended (divergence raises)
 
 
 class TrainError(RuntimeError):
@@ -61,6 +65,30 @@ def catch_signals(flag: StopFlag) -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def exit_on_signal(signum: int, out: Path, step: int, say: Callable[..., None] = print) -> NoReturn:
+    """After the save that a signal asked for: say where ``last/`` is, and exit with status
+    128 + the signal's number (as a shell reports a process that the signal ended)."""
+    say(f"\n{signal.Signals(signum).name}: saved {out / 'last'} at step {step}; continue with --resume",
+        file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+# --- epochs ------------------------------------------------------------------------
+def run_epochs(p: Progress, cfg: Config, run_epoch: Callable[[], Stop], end_epoch: Callable[[], None],
+               save: Callable[[], None]) -> None:
+    """A run's epochs, until ``train.epochs``, ``p.done`` (early stopping, ``train.max_steps``)
+    or a signal: ``run_epoch`` takes the rest of the current epoch's steps; after each epoch
+    that no signal stopped, ``end_epoch`` validates (and may stop early), then ``save``
+    writes ``last/``, marked done when ``max_steps`` ended the epoch."""
+    while p.epoch < cfg.train.epochs and not p.done:
+        stop = run_epoch()
+        if stop == "signal":
+            return
+        end_epoch()
+        p.done = p.done or stop == "max_steps"
+        save()
 
 
 # --- metrics -----------------------------------------------------------------------
