@@ -68,7 +68,11 @@ from ..runtime import malloc
 from ..runtime.device import autocast as device_autocast
 from ..runtime.device import cpu_bf16_flags, cpu_name, select_device
 from ..runtime.device import describe as describe_precision
-from ..training.trainer import Data, TrainError, make_optimizer, prepare_data, sync_free, train, train_step
+from ..training.batches import Data, prepare_data
+from ..training.loop import TrainError, make_optimizer
+from ..training.stepping import sync_free
+from ..training.steps import train_step
+from ..training.trainer import train
 from ..translation.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -233,7 +237,7 @@ def time_static_steps(cfg: Config, data: Data, steps: int, device: torch.device,
     or None). Real target tokens only, as :func:`time_train_steps` counts them."""
     from ..data.buckets import DeviceCorpus
     from ..training.graphs import StepGraphs
-    from ..training.trainer import static_step
+    from ..training.steps import static_step
 
     if not data.train:
         raise TrainError("bench: no training pairs in memory (a data.prepared store is not supported here)")

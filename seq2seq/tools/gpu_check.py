@@ -129,7 +129,8 @@ def check_bf16_fused_training(tmp: Path, device: str = "cuda") -> None:
     """bf16 autocast and fused Adam on the device; the loss is finite and falls."""
     import torch
 
-    from ..training.trainer import make_optimizer, train
+    from ..training.loop import make_optimizer
+    from ..training.trainer import train
 
     cfg = _check_config(f"train.device={device}", "train.bf16=auto")
     assert make_optimizer(torch.nn.Linear(2, 2).to(device), cfg, torch.device(device)).defaults["fused"]
@@ -170,7 +171,8 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
     ``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronizing call."""
     import torch
 
-    from ..training.trainer import prepare_data, train_step
+    from ..training.batches import prepare_data
+    from ..training.steps import train_step
     from .bench import bench_batches, fresh_model
 
     cfg = _check_config(f"train.device={device}", "train.sync_free=true")
@@ -207,7 +209,8 @@ def _graph_runs(device: str, *, graphs: bool, steps: int, bf16: bool = False, dr
     from ..data.buckets import DeviceCorpus
     from ..model.seq2seq import build_model
     from ..training.graphs import StepGraphs
-    from ..training.trainer import make_optimizer, static_step
+    from ..training.loop import make_optimizer
+    from ..training.steps import static_step
 
     dev = torch.device(device)
     rng = random.Random(0)
@@ -351,7 +354,7 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
     :func:`graph_ceiling`."""
     from ..config import load_config
     from ..runtime.device import select_device
-    from ..training.trainer import prepare_data
+    from ..training.batches import prepare_data
     from .bench import bench_batches, time_static_steps, time_train_steps
 
     cfg = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}"])

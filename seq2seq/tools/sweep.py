@@ -64,8 +64,9 @@ from ..data.corpus import load_split
 from ..model import checkpoint
 from ..model.seq2seq import count_parameters
 from ..runtime.device import select_device
-from ..training.rundir import Progress, load_run_config
-from ..training.trainer import RUN_CONFIG, DivergedError, TrainError, train
+from ..training.loop import DivergedError, TrainError
+from ..training.rundir import RUN_CONFIG, Progress, load_run_config
+from ..training.trainer import train
 from ..translation.evaluation import DEFAULT_BUCKETS, LENGTH_UNITS, evaluate_split
 from ..translation.translator import Translator
 
