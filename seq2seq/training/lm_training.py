@@ -54,17 +54,15 @@ from ..runtime.device import select_device
 from ..runtime.threads import ThreadGovernor
 from .loop import (
     DivergedError,
+    Epoch,
     Stop,
     StopFlag,
     TrainError,
-    Window,
     catch_signals,
     exit_on_signal,
     make_optimizer,
     no_better_epoch,
-    progress_bar,
     run_epochs,
-    set_lr,
     update,
 )
 from .rundir import RUN_CONFIG, Progress, commit_run, lock_run_dir, open_run, restore, save_last
@@ -170,47 +168,27 @@ class LMTrainer:
         """The rest of the current epoch's batches; -> why it ended: epoch_done, max_steps, signal."""
         cfg, p = self.cfg, self.progress
         batches = epoch_batches(self.data, cfg, p.epoch)
-        total_steps = cfg.train.max_steps or cfg.train.epochs * len(batches)
-        window = Window.restore(self.device, p.window)
-        p.window = None
+        epoch = Epoch(cfg, p, self.optimizer, self.device, len(batches), self.governor)
         stream = cfg.train.lm_batching == "stream"
         state = self.carried
         if stream and state is None:
             state = self.model.initial_state(batches[0][0].shape[0], self.device)
-        stop: Stop = "epoch_done"
-        lr = 0.0
-        bar = progress_bar(cfg, len(batches), p)
         for x, y in batches[p.batch_in_epoch:]:
-            lr = set_lr(self.optimizer, cfg, p, total_steps)
+            epoch.set_lr()
             x, y = x.to(self.device), y.to(self.device)
             start = state if stream else self.model.initial_state(x.shape[0], self.device)
             assert start is not None
             loss_sum, tokens, norm, ok, state = self.train_step(x, y, start)
-            p.batch_in_epoch += 1
-            if bar is not None:
-                bar.update(1)
-            if self.governor is not None:
-                self.governor.tick()
+            epoch.batch_done()
             self.carried = state if stream else None
             if not self.step_was_finite(ok):
                 continue
-            window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
-            p.step += 1
-            if p.step % cfg.train.log_every == 0:
-                self.log_window(window, lr)
-            if self.flag.signum:
-                stop = "signal"
+            epoch.window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
+            if epoch.step_done():
+                self.log_window(epoch)
+            if epoch.stopped(self.flag.signum or 0):
                 break
-            if cfg.train.max_steps and p.step >= cfg.train.max_steps:
-                stop = "max_steps"
-                break
-        if bar is not None:
-            bar.close()
-        if stop == "signal":
-            p.window = window.state()
-        elif window.steps:
-            self.log_window(window, lr)
-        return stop
+        return epoch.end(lambda: self.log_window(epoch))
 
     def train_step(self, x: Tensor, y: Tensor, state: DecoderState
                    ) -> tuple[Tensor, int, Tensor, bool, DecoderState]:
@@ -238,12 +216,14 @@ class LMTrainer:
                                 f"(step {self.progress.step}); stopped")
         return False
 
-    def log_window(self, window: Window, lr: float) -> None:
+    def log_window(self, epoch: Epoch) -> None:
+        """The metrics record of the steps since the last one (none if every one was skipped)."""
         assert self.tracker is not None
+        window = epoch.window
         if not window.steps:
             window.reset()
             return
-        record = window.record(lr, 1.0, self.progress.epoch + 1)
+        record = window.record(epoch.lr, 1.0, self.progress.epoch + 1)
         record.pop("train/teacher_forcing")
         if self.governor is not None:
             record["train/threads"] = self.governor.threads

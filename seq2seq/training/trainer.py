@@ -47,18 +47,7 @@ from ..translation.evaluation import METRIC_NAMES
 from .averaging import EPOCHS, epoch_checkpoints
 from .batches import Data, prepare_data
 from .guard import Guard
-from .loop import (
-    Stop,
-    StopFlag,
-    Window,
-    catch_signals,
-    exit_on_signal,
-    make_optimizer,
-    no_better_epoch,
-    progress_bar,
-    run_epochs,
-    set_lr,
-)
+from .loop import Epoch, Stop, StopFlag, catch_signals, exit_on_signal, make_optimizer, no_better_epoch, run_epochs
 from .rundir import RUN_CONFIG, Progress, commit_run, lock_run_dir, open_run, restore, save_last
 from .stepping import Stepper, device_corpus, epoch_steps
 from .steps import TrainingForward
@@ -175,47 +164,27 @@ class Trainer:
         """The rest of the current epoch's batches (from ``batch_in_epoch`` on resume)."""
         cfg, p, world = self.cfg, self.progress, self.world
         batches, epoch_steps = self.steps.epoch(p.epoch, skip=p.batch_in_epoch)
-        tf = self.steps.tf_ratio
-        total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
-        bar = progress_bar(cfg, epoch_steps, p) if world.is_main else None
-        window = Window.restore(world.device, p.window)  # the record in progress at a mid-epoch save
-        p.window = None
-        stop: Stop = "epoch_done"
-        lr = 0.0
+        epoch = Epoch(cfg, p, self.optimizer, world.device, epoch_steps, self.governor, bar=world.is_main)
+        window = epoch.window
         for batch in batches:
-            lr = set_lr(self.optimizer, cfg, p, total_steps)
+            epoch.set_lr()
             loss_sum, tokens, norm, ok = self.steps.step(batch)
-            p.batch_in_epoch += 1
-            if bar is not None:
-                bar.update(1)
-            if self.governor is not None:
-                self.governor.tick()
+            epoch.batch_done()
             if not self.guard.step_counts(ok):  # skipped (with sync_free, counted on the device instead)
                 continue
             if self.guard.defer:
                 window.add_deferred(loss_sum, norm, tokens, cfg.train.clip_norm, ok)
             else:
                 window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
-            p.step += 1
-            if p.step % cfg.train.log_every == 0:
-                self.log_window(window, lr, tf, bar)
+            if epoch.step_done():
+                self.log_window(epoch)
             self.signum = world.max(self.flag.signum or 0)  # a signal to any rank stops all after this step
-            if self.signum:
-                stop = "signal"
-                break
-            if cfg.train.max_steps and p.step >= cfg.train.max_steps:
-                stop = "max_steps"
+            if epoch.stopped(self.signum):
                 break
             if p.batch_in_epoch < epoch_steps and self.save_due():  # the epoch's end saves anyway
-                self.save_last(window)
+                self.save_last(epoch)
         self.guard.settle(window)
-        if stop == "signal":  # last/ keeps the record in progress; the resumed run completes it
-            p.window = window.state()
-        elif window.steps:  # the epoch's (or max_steps') last steps since a record
-            self.log_window(window, lr, tf, bar)
-        if bar is not None:
-            bar.close()
-        return stop
+        return epoch.end(lambda: self.log_window(epoch))
 
     def save_due(self) -> bool:
         """Whether it is ``train.save_every`` steps, or (looked at with each metrics record, where
@@ -228,19 +197,21 @@ class Trainer:
             return bool(self.world.max(int(time.perf_counter() - self.saved_at >= 60 * t.save_every_minutes)))
         return False
 
-    def log_window(self, window: Window, lr: float, tf: float, bar: Any) -> None:
+    def log_window(self, epoch: Epoch) -> None:
+        """The metrics record of the steps since the last one (none if every one was skipped)."""
         assert self.tracker is not None
+        window = epoch.window
         self.guard.settle(window)
         if not window.steps:  # every step since the last record was skipped
             window.reset()
             return
         self.guard.check_weights()  # once a window: a finite loss can still leave a weight NaN
-        record = window.record(lr, tf, self.progress.epoch + 1)
+        record = window.record(epoch.lr, self.steps.tf_ratio, self.progress.epoch + 1)
         if self.governor is not None:
             record["train/threads"] = self.governor.threads
         self.tracker.log(record, self.progress.step)
-        if bar is not None:
-            bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")
+        if epoch.bar is not None:
+            epoch.bar.set_postfix(loss=f"{record['train/loss']:.3f}", tok_s=f"{record['train/tokens_per_s']:,.0f}")
 
     # --- the epoch's end ---------------------------------------------------------------
     def end_epoch(self) -> None:
@@ -288,20 +259,20 @@ class Trainer:
         for old in epoch_checkpoints(self.out)[:-n]:
             shutil.rmtree(old)
 
-    def save_last(self, window: Window | None = None) -> None:
-        """Write ``last/``; mid-epoch (``train.save_every``) with the metrics ``window`` in progress."""
+    def save_last(self, epoch: Epoch | None = None) -> None:
+        """Write ``last/``; mid-epoch (``train.save_every``) with the ``epoch``'s metrics window in progress."""
         self.guard.check_weights()
         self.guard.check_optimizer_state()
         p = self.progress
         p.elapsed = time.perf_counter() - self.started
-        if window is not None:
-            self.guard.settle(window)
-            p.window = window.state()
+        if epoch is not None:
+            self.guard.settle(epoch.window)
+            p.window = epoch.window.state()
         try:
             save_last(self.out, self.cfg, self.model, (self.data.src_tok, self.data.tgt_tok), self.optimizer,
                       p, self.world)
         finally:
-            if window is not None:
+            if epoch is not None:
                 p.window = None
         self.saved_at = time.perf_counter()
 
