@@ -28,7 +28,8 @@ from seq2seq.data.batching import Example, collate
 from seq2seq.model.seq2seq import build_model
 from seq2seq.runtime import distributed
 from seq2seq.runtime.distributed import World
-from seq2seq.training import trainer as training
+from seq2seq.training import stepping
+from seq2seq.training.steps import TrainingForward, train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 # Target lengths 1, 6, 5 and 7 (+ EOS): rank 0 has 2 target tokens, rank 1 has 21.
@@ -43,10 +44,9 @@ def step_gradients(world: World) -> dict[str, torch.Tensor]:
                                                         "train.clip_norm=0"])
     model = build_model(cfg.model, 20, 20)
     mine = BATCH if world.size == 1 else (BATCH[:1] if world.rank == 0 else BATCH[1:])
-    net = distributed.replicate(training.TrainingForward(model), world)
+    net = distributed.replicate(TrainingForward(model), world)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step leaves the weights as they are
-    training.train_step(net, collate(mine, range(len(mine)), reverse=True), optimizer, cfg, 1.0, nullcontext(),
-                        world)
+    train_step(net, collate(mine, range(len(mine)), reverse=True), optimizer, cfg, 1.0, nullcontext(), world)
     return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
@@ -56,7 +56,7 @@ def main(grad_file: str, stop_at: int, argv: list[str]) -> int:
     if world.is_main:
         save_file(grads, grad_file)
 
-    real, calls = training.train_step, []
+    real, calls = stepping.train_step, []
 
     def step_then_signal(*args: Any) -> Any:
         result = real(*args)
@@ -65,7 +65,7 @@ def main(grad_file: str, stop_at: int, argv: list[str]) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
         return result
 
-    training.train_step = step_then_signal  # type: ignore[assignment]
+    stepping.train_step = step_then_signal  # type: ignore[assignment]
     return train_main(argv)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from seq2seq.cli.errors import check_positive, run_command
 from seq2seq.config import ConfigError
-from seq2seq.training.trainer import TrainError
+from seq2seq.training.loop import TrainError
 
 
 def _raise(e: BaseException) -> int:

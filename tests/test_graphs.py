@@ -16,10 +16,11 @@ import torch
 from seq2seq.config import ModelConfig
 from seq2seq.data.buckets import DeviceCorpus, StaticBatch
 from seq2seq.model.seq2seq import build_model
-from seq2seq.training import graphs
-from seq2seq.training import trainer as training
+from seq2seq.training import graphs, stepping
 from seq2seq.training.graphs import StepGraphs
-from seq2seq.training.trainer import make_optimizer, static_step, train
+from seq2seq.training.loop import make_optimizer
+from seq2seq.training.steps import static_step
+from seq2seq.training.trainer import train
 
 CPU = torch.device("cpu")
 
@@ -119,7 +120,7 @@ def test_training_goes_on_when_capture_fails(tmp_path: Path, tiny_config: Any, m
     and the run's records equal those of static shapes without graphs."""
     cfg = tiny_config("train.static_shapes=true", "train.sync_free=true", "train.epochs=1", "train.batch_size=32")
     train(cfg, tmp_path / "eager")
-    monkeypatch.setattr(training, "use_cuda_graphs", lambda *args, **kwargs: True)
+    monkeypatch.setattr(stepping, "use_cuda_graphs", lambda *args, **kwargs: True)
     monkeypatch.setattr(graphs, "WARMUP", 1)
     train(cfg, tmp_path / "graphs")
     err = capsys.readouterr().err

@@ -19,8 +19,9 @@ from seq2seq.data.batching import encode_pairs, epoch_batches
 from seq2seq.data.store import Store, StoreError, prepare
 from seq2seq.data.tokenization import train_tokenizers
 from seq2seq.tools.prepare import main as prepare_main
-from seq2seq.training import trainer as training
-from seq2seq.training.trainer import prepare_data, train
+from seq2seq.training import batches as training_batches
+from seq2seq.training.batches import prepare_data
+from seq2seq.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = ("data.size=1000",)  # 900 training pairs
@@ -142,7 +143,7 @@ def test_training_streams_from_the_store(prepared: Path, tmp_path: Path, tiny_co
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """End to end, the corpus never loaded: batches come from the store; stopped mid-epoch by a
     signal and resumed, the run ends as the uninterrupted one does."""
-    monkeypatch.setattr(training, "load_corpus", lambda *a: pytest.fail("training read the corpus"))
+    monkeypatch.setattr(training_batches, "load_corpus", lambda *a: pytest.fail("training read the corpus"))
     cfg = tiny_config(*SIZE, f"data.prepared={prepared}", "train.batch_size=64", "train.log_every=1")
     data = prepare_data(cfg)
     assert data.train == [] and data.store is not None and len(data.valid) == 50

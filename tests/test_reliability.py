@@ -18,7 +18,9 @@ import torch
 from seq2seq.cli.commands import train_main
 from seq2seq.data.synthetic import make_dates
 from seq2seq.model import checkpoint
-from seq2seq.training import trainer as training
+from seq2seq.training import stepping
+from seq2seq.training import steps as training_steps
+from seq2seq.training.loop import DivergedError
 from seq2seq.training.trainer import train
 
 pytestmark = pytest.mark.smoke  # every test here trains or runs a command
@@ -262,7 +264,7 @@ def test_resume_before_the_first_checkpoint_starts_from_the_beginning(trained_ru
 # --- NaN / inf losses -------------------------------------------------------------------------
 def poison_training_loss(monkeypatch: pytest.MonkeyPatch, bad_calls: Any, value: float = float("nan")) -> None:
     """Make the training loss ``value`` on the training steps (1-based) in ``bad_calls``."""
-    real, calls = training.sequence_loss, []
+    real, calls = training_steps.sequence_loss, []
 
     def loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         result = real(logits, tgt_out, label_smoothing)
@@ -271,7 +273,7 @@ def poison_training_loss(monkeypatch: pytest.MonkeyPatch, bad_calls: Any, value:
         calls.append(1)
         return result * value if len(calls) in bad_calls else result
 
-    monkeypatch.setattr(training, "sequence_loss", loss)
+    monkeypatch.setattr(training_steps, "sequence_loss", loss)
 
 
 def test_nan_steps_are_skipped_and_counted(tmp_path: Path, tiny_config: Any, metrics: Any,
@@ -312,7 +314,7 @@ def poison_weights_after(monkeypatch: pytest.MonkeyPatch, step: int, everything:
     """After training step ``step`` (1-based), set one weight the loss never reads to NaN: the
     source embedding of ``<unk>``, which the char tokenizer never emits, so losses stay finite.
     ``everything``: every weight instead."""
-    real, calls = training.train_step, []
+    real, calls = stepping.train_step, []
 
     def train_step(net: Any, *args: Any, **kwargs: Any) -> Any:
         result = real(net, *args, **kwargs)
@@ -326,7 +328,7 @@ def poison_weights_after(monkeypatch: pytest.MonkeyPatch, step: int, everything:
                     net.model.src_embed.weight[3, 0] = float("nan")
         return result
 
-    monkeypatch.setattr(training, "train_step", train_step)
+    monkeypatch.setattr(stepping, "train_step", train_step)
 
 
 @pytest.mark.parametrize("log_every", [1, 100], ids=["at-the-log", "at-validation"])
@@ -450,7 +452,7 @@ def test_an_optimizer_state_gone_inf_is_never_saved(tmp_path: Path, tiny_config:
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Huge finite gradients overflow Adam's second moment to inf: the update is then 0, the
     weights stay finite, and training would go on silently stuck. Stopped at the save instead."""
-    real = training.train_step
+    real = stepping.train_step
 
     def overflowing(net: Any, batch: Any, optimizer: torch.optim.Optimizer, *args: Any) -> Any:
         result = real(net, batch, optimizer, *args)
@@ -458,7 +460,7 @@ def test_an_optimizer_state_gone_inf_is_never_saved(tmp_path: Path, tiny_config:
             state["exp_avg_sq"].fill_(float("inf"))
         return result
 
-    monkeypatch.setattr(training, "train_step", overflowing)
-    with pytest.raises(training.DivergedError, match="optimizer state became NaN/inf"):
+    monkeypatch.setattr(stepping, "train_step", overflowing)
+    with pytest.raises(DivergedError, match="optimizer state became NaN/inf"):
         train(tiny_config("train.epochs=1"), tmp_path / "run")
     assert not (tmp_path / "run" / "last").exists()

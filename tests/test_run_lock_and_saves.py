@@ -16,6 +16,7 @@ import pytest
 from test_training import curve, sigterm_at, trainer_state
 
 from seq2seq.cli.commands import train_main
+from seq2seq.training import stepping
 from seq2seq.training import trainer as training
 from seq2seq.training.rundir import LOCK, RunDirError, lock_run_dir
 from seq2seq.training.trainer import train
@@ -36,7 +37,7 @@ class Crash(Exception):
 
 def crash_at(step: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Train until training step ``step`` raises: no signal handler, no save, no last record."""
-    real, calls = training.train_step, []
+    real, calls = stepping.train_step, []
 
     def step_then_crash(*args: Any) -> Any:
         calls.append(1)
@@ -44,10 +45,10 @@ def crash_at(step: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch) ->
             raise Crash
         return real(*args)
 
-    monkeypatch.setattr(training, "train_step", step_then_crash)
+    monkeypatch.setattr(stepping, "train_step", step_then_crash)
     with pytest.raises(Crash):
         train(cfg, out)
-    monkeypatch.setattr(training, "train_step", real)
+    monkeypatch.setattr(stepping, "train_step", real)
 
 
 def assert_same_records(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:

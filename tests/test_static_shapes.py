@@ -17,10 +17,13 @@ from seq2seq.config import ConfigError, ModelConfig
 from seq2seq.data.batching import collate
 from seq2seq.data.buckets import DeviceCorpus, StaticBatch
 from seq2seq.data.tokenization import BOS, EOS, PAD
+from seq2seq.model.loss import sequence_loss
 from seq2seq.model.seq2seq import build_model
 from seq2seq.runtime import distributed
-from seq2seq.training import trainer as training
-from seq2seq.training.trainer import make_optimizer, static_step, train, train_step, use_static_shapes
+from seq2seq.training.loop import make_optimizer
+from seq2seq.training.stepping import use_cuda_graphs, use_static_shapes
+from seq2seq.training.steps import static_step, train_step
+from seq2seq.training.trainer import train
 
 CPU = torch.device("cpu")
 
@@ -162,8 +165,8 @@ def test_padding_rows_add_nothing() -> None:
     torch.manual_seed(0)
     model = build_model(ModelConfig(embed_dim=8, hidden_dim=16, num_layers=2), 30, 30)
     alone = collate(examples, [0], reverse=True)
-    full = training.sequence_loss(model(batch.src, batch.src_len, batch.tgt_in, padded=True), batch.tgt_out)
-    one = training.sequence_loss(model(alone.src, alone.src_len, alone.tgt_in), alone.tgt_out)
+    full = sequence_loss(model(batch.src, batch.src_len, batch.tgt_in, padded=True), batch.tgt_out)
+    one = sequence_loss(model(alone.src, alone.src_len, alone.tgt_in), alone.tgt_out)
     torch.testing.assert_close(full, one, rtol=1e-6, atol=1e-6)
     params = list(model.parameters())
     for g_full, g_one in zip(torch.autograd.grad(full, params), torch.autograd.grad(one, params)):
@@ -193,9 +196,9 @@ def test_the_cpu_trains_as_before_unless_asked(tiny_config: Any) -> None:
     assert world.device.type == "cpu"
     assert not use_static_shapes(tiny_config(), world)
     assert use_static_shapes(tiny_config("train.static_shapes=true"), world)
-    assert not training.use_cuda_graphs(tiny_config("train.static_shapes=true"), world, defer=True, static=True)
+    assert not use_cuda_graphs(tiny_config("train.static_shapes=true"), world, defer=True, static=True)
     with pytest.raises(ConfigError, match="train.cuda_graphs: true needs CUDA; the device is cpu"):
-        training.use_cuda_graphs(tiny_config("train.cuda_graphs=true"), world, defer=True, static=False)
+        use_cuda_graphs(tiny_config("train.cuda_graphs=true"), world, defer=True, static=False)
 
 
 @pytest.mark.smoke

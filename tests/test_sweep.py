@@ -162,7 +162,7 @@ def test_rerun_skips_finished_runs_and_resumes_unfinished(tiny_sweep: Path, tmp_
 
 @pytest.mark.smoke
 def test_rerun_with_another_config_is_refused(tiny_sweep: Path, tmp_path: Path) -> None:
-    from seq2seq.training.trainer import TrainError
+    from seq2seq.training.loop import TrainError
 
     out = tmp_path / "out"
     shutil.copytree(tiny_sweep, out)
@@ -186,11 +186,11 @@ def test_more_epochs_continue_a_finished_run(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.smoke
 def test_a_diverged_run_is_a_result_and_is_not_retrained(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from seq2seq.training import trainer as training
+    from seq2seq.training import steps as training_steps
 
-    real = training.sequence_loss
+    real = training_steps.sequence_loss
     # Every training loss NaN (no finite train.lr can be relied on to overflow a tiny model).
-    monkeypatch.setattr(training, "sequence_loss",
+    monkeypatch.setattr(training_steps, "sequence_loss",
                         lambda logits, tgt, ls=0.0: real(logits, tgt, ls) * float("nan") if logits.requires_grad
                         else real(logits, tgt, ls))
     body = TINY.replace("{plain: false, peeky: true}", "{boom: true}").replace(
@@ -225,7 +225,7 @@ def test_parallel_jobs_match_one_at_a_time(tiny_sweep: Path, tmp_path: Path,
 
 @pytest.mark.smoke
 def test_a_failing_parallel_variant_is_named(tmp_path: Path) -> None:
-    from seq2seq.training.trainer import TrainError
+    from seq2seq.training.loop import TrainError
 
     body = TINY.replace("{plain: false, peeky: true}", "{ok: false, bad: true}") + (
         "variants:\n  - {name: nofile, overrides: {data.source: files, data.path: /nonexistent/corpus}}\n")

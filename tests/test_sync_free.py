@@ -14,7 +14,8 @@ from test_reliability import poison_training_loss
 
 from seq2seq.config import ConfigError
 from seq2seq.model import checkpoint
-from seq2seq.training.trainer import DivergedError, train
+from seq2seq.training.loop import DivergedError
+from seq2seq.training.trainer import train
 
 pytestmark = pytest.mark.smoke
 

@@ -24,8 +24,10 @@ from seq2seq.cli.commands import train_main
 from seq2seq.config import load_config
 from seq2seq.data.batching import make_batches
 from seq2seq.model import checkpoint
-from seq2seq.training import trainer as training
-from seq2seq.training.trainer import prepare_data, train
+from seq2seq.training import stepping, validation
+from seq2seq.training import steps as training_steps
+from seq2seq.training.batches import prepare_data
+from seq2seq.training.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,13 +97,13 @@ def test_two_steps_every_cell(cell: str, peeky: bool, reverse: bool, tmp_path: P
 def test_scheduled_sampling_path(tmp_path: Path, tiny_config: Any, metrics: Any,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[float] = []
-    real = training.scheduled_sampling_logits
+    real = training_steps.scheduled_sampling_logits
 
     def spy(model: Any, batch: Any, ratio: float) -> Any:
         calls.append(ratio)
         return real(model, batch, ratio)
 
-    monkeypatch.setattr(training, "scheduled_sampling_logits", spy)
+    monkeypatch.setattr(training_steps, "scheduled_sampling_logits", spy)
     train(tiny_config("train.teacher_forcing=0.5", "train.max_steps=2", "train.log_every=1"), tmp_path / "run")
     assert calls == [0.5, 0.5]
     records = metrics(tmp_path / "run")
@@ -113,13 +115,14 @@ def test_scheduled_sampling_path(tmp_path: Path, tiny_config: Any, metrics: Any,
 def test_label_smoothing_reaches_the_training_loss_only(tmp_path: Path, tiny_config: Any, metrics: Any,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[bool, float]] = []
-    real = training.sequence_loss
+    real = training_steps.sequence_loss
 
     def spy(logits: Any, tgt_out: Any, label_smoothing: float = 0.0) -> Any:
         seen.append((logits.requires_grad, label_smoothing))
         return real(logits, tgt_out, label_smoothing)
 
-    monkeypatch.setattr(training, "sequence_loss", spy)
+    monkeypatch.setattr(training_steps, "sequence_loss", spy)  # the training steps' loss
+    monkeypatch.setattr(validation, "sequence_loss", spy)  # and validation's
     train(tiny_config("train.label_smoothing=0.1", "train.max_steps=2"), tmp_path / "run")
     check_finished_run(tmp_path / "run", metrics(tmp_path / "run"), steps=2)
     assert [s for grad, s in seen if grad] == [0.1, 0.1]  # the two training steps
@@ -230,7 +233,7 @@ def test_resume_at_epoch_boundary(tmp_path: Path, tiny_config: Any, metrics: Any
 def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatch, step: str = "train_step") -> None:
     """Train until a real SIGTERM, sent to this process by training step ``stop_at``, stops it.
     ``step``: the step function the run calls (``static_step`` with ``train.static_shapes``)."""
-    real, calls = getattr(training, step), []
+    real, calls = getattr(stepping, step), []
 
     def step_then_signal(*args: Any) -> Any:
         result = real(*args)
@@ -242,7 +245,7 @@ def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatc
     def missed(signum: int, frame: Any) -> None:  # if training does not catch it, this process must not die
         raise AssertionError("SIGTERM reached the handler that was in place before training started")
 
-    monkeypatch.setattr(training, step, step_then_signal)
+    monkeypatch.setattr(stepping, step, step_then_signal)
     previous = signal.signal(signal.SIGTERM, missed)
     try:
         with pytest.raises(SystemExit) as stopped:
@@ -250,7 +253,7 @@ def sigterm_at(stop_at: int, cfg: Any, out: Path, monkeypatch: pytest.MonkeyPatc
         assert signal.getsignal(signal.SIGTERM) is missed  # training put the handler back
     finally:
         signal.signal(signal.SIGTERM, previous)
-        monkeypatch.setattr(training, step, real)
+        monkeypatch.setattr(stepping, step, real)
     assert stopped.value.code == 128 + signal.SIGTERM
 
 

@@ -61,7 +61,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train_errors() -> tuple[type[BaseException], ...]:
-    from ..training.trainer import TrainError
+    from ..training.loop import TrainError
 
     return (TrainError,)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -56,27 +55,18 @@ from ..runtime.device import select_device
 from ..runtime.threads import ThreadGovernor
 from .loop import (
     DivergedError,
+    Epoch,
+    Stop,
     StopFlag,
     TrainError,
-    Window,
     catch_signals,
+    exit_on_signal,
     make_optimizer,
     no_better_epoch,
-    progress_bar,
-    set_lr,
+    run_epochs,
     update,
 )
-from .rundir import (
-    RUN_CONFIG,
-    Progress,
-    check_run_dir,
-    has_checkpoint,
-    lock_run_dir,
-    replace_run,
-    restore,
-    save_last,
-    write_run_config,
-)
+from .rundir import RUN_CONFIG, Progress, commit_run, lock_run_dir, open_run, restore, save_last
 from .tracking import Tracker, truncate_metrics
 
 
@@ -121,10 +111,7 @@ class LMTrainer:
 
     @classmethod
     def start(cls, cfg: Config, out: Path, *, resume: bool, overwrite: bool, reset_optimizer: bool) -> LMTrainer:
-        check_run_dir(out, cfg, resume=resume, overwrite=overwrite)
-        if resume and not has_checkpoint(out):
-            print(f"{out}: no checkpoint saved yet; starting the run from the beginning", flush=True)
-            resume = overwrite = False
+        resume, overwrite = open_run(out, cfg, resume=resume, overwrite=overwrite)
         device = select_device(cfg.train.device)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
@@ -146,9 +133,7 @@ class LMTrainer:
         if loaded is not None and progress.batch_in_epoch:
             _check_same_batches(out, loaded.config, cfg, progress.batch_in_epoch)
         carried = _restore_state(out, model, cfg, device) if resume and progress.batch_in_epoch else None
-        if overwrite and not resume:
-            replace_run(out)
-        write_run_config(out, cfg)
+        commit_run(out, cfg, resume=resume, overwrite=overwrite)
         governor = threads.for_training(cfg.train.adapt_threads) if device.type == "cpu" else None
         return cls(cfg, out, device, data, model, optimizer, progress,
                    autocast=device_autocast(cfg.train.bf16, device), carried=carried, governor=governor)
@@ -164,13 +149,7 @@ class LMTrainer:
         signum, summary = 0, {}
         try:
             with catch_signals(self.flag):
-                while p.epoch < cfg.train.epochs and not p.done:
-                    stop = self.run_epoch()
-                    if stop == "signal":
-                        break
-                    self.end_epoch()
-                    p.done = p.done or stop == "max_steps"
-                    self.save_last()
+                run_epochs(p, cfg, self.run_epoch, self.end_epoch, self.save_last)
                 signum = self.flag.signum or 0
                 if signum:
                     self.save_last()
@@ -179,59 +158,38 @@ class LMTrainer:
         finally:
             self.tracker.finish()
         if signum:
-            print(f"\n{signal.Signals(signum).name}: saved {self.out / 'last'} at step {p.step}; "
-                  "continue with --resume", file=sys.stderr)
-            raise SystemExit(128 + signum)
+            exit_on_signal(signum, self.out, p.step)
         print(f"done: best valid ppl {p.best:.3f} after {p.epoch} epochs, {p.step} steps, {p.elapsed:.0f} s; "
               f"test ppl {summary['test/ppl']:.3f} (by sentence {summary['test/ppl_sentence']:.3f}), "
               f"bpc {summary['test/bpc']:.4f}; checkpoint {self.out / 'best'}", flush=True)
         return {"best": p.best, "step": p.step, "epoch": p.epoch, "skipped_steps": p.skipped_steps,
                 "seconds": round(p.elapsed, 1), **summary}
 
-    def run_epoch(self) -> str:
+    def run_epoch(self) -> Stop:
         """The rest of the current epoch's batches; -> why it ended: epoch_done, max_steps, signal."""
         cfg, p = self.cfg, self.progress
         batches = epoch_batches(self.data, cfg, p.epoch)
-        total_steps = cfg.train.max_steps or cfg.train.epochs * len(batches)
-        window = Window.restore(self.device, p.window)
-        p.window = None
+        epoch = Epoch(cfg, p, self.optimizer, self.device, len(batches), self.governor)
         stream = cfg.train.lm_batching == "stream"
         state = self.carried
         if stream and state is None:
             state = self.model.initial_state(batches[0][0].shape[0], self.device)
-        stop, lr = "epoch_done", 0.0
-        bar = progress_bar(cfg, len(batches), p)
         for x, y in batches[p.batch_in_epoch:]:
-            lr = set_lr(self.optimizer, cfg, p, total_steps)
+            epoch.set_lr()
             x, y = x.to(self.device), y.to(self.device)
             start = state if stream else self.model.initial_state(x.shape[0], self.device)
             assert start is not None
             loss_sum, tokens, norm, ok, state = self.train_step(x, y, start)
-            p.batch_in_epoch += 1
-            if bar is not None:
-                bar.update(1)
-            if self.governor is not None:
-                self.governor.tick()
+            epoch.batch_done()
             self.carried = state if stream else None
             if not self.step_was_finite(ok):
                 continue
-            window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
-            p.step += 1
-            if p.step % cfg.train.log_every == 0:
-                self.log_window(window, lr)
-            if self.flag.signum:
-                stop = "signal"
+            epoch.window.add(loss_sum, norm, tokens, cfg.train.clip_norm)
+            if epoch.step_done():
+                self.log_window(epoch)
+            if epoch.stopped(self.flag.signum or 0):
                 break
-            if cfg.train.max_steps and p.step >= cfg.train.max_steps:
-                stop = "max_steps"
-                break
-        if bar is not None:
-            bar.close()
-        if stop == "signal":
-            p.window = window.state()
-        elif window.steps:
-            self.log_window(window, lr)
-        return stop
+        return epoch.end(lambda: self.log_window(epoch))
 
     def train_step(self, x: Tensor, y: Tensor, state: DecoderState
                    ) -> tuple[Tensor, int, Tensor, bool, DecoderState]:
@@ -259,12 +217,14 @@ class LMTrainer:
                                 f"(step {self.progress.step}); stopped")
         return False
 
-    def log_window(self, window: Window, lr: float) -> None:
+    def log_window(self, epoch: Epoch) -> None:
+        """The metrics record of the steps since the last one (none if every one was skipped)."""
         assert self.tracker is not None
+        window = epoch.window
         if not window.steps:
             window.reset()
             return
-        record = window.record(lr, 1.0, self.progress.epoch + 1)
+        record = window.record(epoch.lr, 1.0, self.progress.epoch + 1)
         record.pop("train/teacher_forcing")
         if self.governor is not None:
             record["train/threads"] = self.governor.threads

@@ -1,25 +1,31 @@
 """What every training loop here shares: its errors, the stop flag that signals set, the
 learning-rate warm-up and cosine factor, the optimizer and its update (backward, clipping,
-the NaN/inf guard), the progress bar, the window of metrics summed between records, and
-what an epoch without a better validation does. The translator's
-loop (:mod:`seq2seq.training.trainer`) and the language model's (:mod:`seq2seq.training.lm_training`) both
-use these.
+the NaN/inf guard), the progress bar, the window of metrics summed between records, what an
+epoch without a better validation does, the loop over a run's epochs, the bookkeeping of an
+epoch in progress (:class:`Epoch`) and the exit after a signal. The translator's loop
+(:mod:`seq2seq.training.trainer`) and the language model's (:mod:`seq2seq.training.lm_training`)
+both use these.
 """
 
 from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import Tensor, nn
 
 from ..config import Config
+from ..runtime.threads import ThreadGovernor
 from .rundir import Progress
+
+Stop = Literal["epoch_done", "max_steps", "signal"]  # why an epoch's loop ended (divergence raises)
 
 
 class TrainError(RuntimeError):
@@ -61,6 +67,30 @@ def catch_signals(flag: StopFlag) -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def exit_on_signal(signum: int, out: Path, step: int, say: Callable[..., None] = print) -> NoReturn:
+    """After the save that a signal asked for: say where ``last/`` is, and exit with status
+    128 + the signal's number (as a shell reports a process that the signal ended)."""
+    say(f"\n{signal.Signals(signum).name}: saved {out / 'last'} at step {step}; continue with --resume",
+        file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+# --- epochs ------------------------------------------------------------------------
+def run_epochs(p: Progress, cfg: Config, run_epoch: Callable[[], Stop], end_epoch: Callable[[], None],
+               save: Callable[[], None]) -> None:
+    """A run's epochs, until ``train.epochs``, ``p.done`` (early stopping, ``train.max_steps``)
+    or a signal: ``run_epoch`` takes the rest of the current epoch's steps; after each epoch
+    that no signal stopped, ``end_epoch`` validates (and may stop early), then ``save``
+    writes ``last/``, marked done when ``max_steps`` ended the epoch."""
+    while p.epoch < cfg.train.epochs and not p.done:
+        stop = run_epoch()
+        if stop == "signal":
+            return
+        end_epoch()
+        p.done = p.done or stop == "max_steps"
+        save()
 
 
 # --- metrics -----------------------------------------------------------------------
@@ -204,3 +234,59 @@ def make_optimizer(model: nn.Module, cfg: Config, device: torch.device) -> torch
         return torch.optim.SGD(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                             fused=device.type in ("cuda", "cpu") or None)
+
+
+# --- an epoch in progress ----------------------------------------------------------
+class Epoch:
+    """What every loop's epoch does alike around its steps: each step's learning rate (the
+    schedule over the run's ``total_steps``), the progress bar (``bar``: shown at all), the
+    metrics ``window`` (going on from the record a mid-epoch save kept), the counts of batches
+    and steps, and the stops after a step (:attr:`stop`: why the epoch's loop ended)."""
+
+    def __init__(self, cfg: Config, p: Progress, optimizer: torch.optim.Optimizer, device: torch.device,
+                 epoch_steps: int, governor: ThreadGovernor | None = None, bar: bool = True) -> None:
+        self.cfg, self.p, self.optimizer, self.governor = cfg, p, optimizer, governor
+        self.total_steps = cfg.train.max_steps or cfg.train.epochs * epoch_steps
+        self.bar = progress_bar(cfg, epoch_steps, p) if bar else None
+        self.window = Window.restore(device, p.window)  # the record in progress at a mid-epoch save
+        p.window = None
+        self.lr = 0.0  # the last step's learning rate
+        self.stop: Stop = "epoch_done"
+
+    def set_lr(self) -> None:
+        """Before a step: its learning rate, in every parameter group."""
+        self.lr = set_lr(self.optimizer, self.cfg, self.p, self.total_steps)
+
+    def batch_done(self) -> None:
+        """After a batch's step, taken or skipped."""
+        self.p.batch_in_epoch += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.governor is not None:
+            self.governor.tick()
+
+    def step_done(self) -> bool:
+        """After a step that counts; -> whether a metrics record is due (``train.log_every``)."""
+        self.p.step += 1
+        return self.p.step % self.cfg.train.log_every == 0
+
+    def stopped(self, signum: int) -> bool:
+        """After a step that counts: whether the epoch's loop ends here, for a signal
+        (``signum`` not 0) or at ``train.max_steps``."""
+        if signum:
+            self.stop = "signal"
+        elif self.cfg.train.max_steps and self.p.step >= self.cfg.train.max_steps:
+            self.stop = "max_steps"
+        return self.stop != "epoch_done"
+
+    def end(self, log: Callable[[], None]) -> Stop:
+        """After the loop: stopped by a signal, ``last/`` keeps the record in progress (the
+        resumed run completes it); else ``log`` records the steps since the last record, if any.
+        -> why the loop ended."""
+        if self.stop == "signal":
+            self.p.window = self.window.state()
+        elif self.window.steps:  # the epoch's (or max_steps') last steps since a record
+            log()
+        if self.bar is not None:
+            self.bar.close()
+        return self.stop

@@ -183,6 +183,32 @@ def write_run_config(out: Path, cfg: Config) -> None:
         shutil.rmtree(out / REPLACED)
 
 
+def open_run(out: Path, cfg: Config, *, resume: bool, overwrite: bool, world: World = distributed.SINGLE
+             ) -> tuple[bool, bool]:
+    """A start's first look at ``out`` (:func:`check_run_dir`, on rank 0); -> ``(resume,
+    overwrite)`` as the start goes on: a run killed before its first checkpoint has nothing to
+    restore, so its resume starts it from the beginning."""
+    world.main_only(lambda: check_run_dir(out, cfg, resume=resume, overwrite=overwrite))
+    if resume and not has_checkpoint(out):
+        world.print(f"{out}: no checkpoint saved yet; starting the run from the beginning", flush=True)
+        return False, False
+    return resume, overwrite
+
+
+def commit_run(out: Path, cfg: Config, *, resume: bool, overwrite: bool, world: World = distributed.SINGLE
+               ) -> None:
+    """The new run is ready (data, tokenizers, model, optimizer): only now is an old run
+    replaced (``overwrite``), and ``config.yaml`` written, on a resume too (``train.*`` may
+    change). On rank 0, the other ranks waiting."""
+
+    def commit() -> None:
+        if overwrite and not resume:
+            replace_run(out)
+        write_run_config(out, cfg)
+
+    world.main_only(commit)
+
+
 # --- where the run stands -------------------------------------------------------------
 @dataclass
 class Progress:

@@ -12,7 +12,7 @@ import torch
 from seq2seq.config import load_config
 from seq2seq.runtime.device import select_device
 from seq2seq.tools.bench.steps import bench_batches, time_static_steps, time_train_steps
-from seq2seq.training.trainer import prepare_data
+from seq2seq.training.batches import prepare_data
 
 threads, steps, rounds = (int(a) for a in sys.argv[1:4])
 torch.set_num_threads(threads)

@@ -34,7 +34,7 @@ STEP = """
 import json, statistics, sys, torch
 from seq2seq.tools.bench.steps import bench_batches, time_train_steps
 from seq2seq.config import load_config
-from seq2seq.training.trainer import prepare_data
+from seq2seq.training.batches import prepare_data
 cfg = load_config(sys.argv[1], [f"data.path={sys.argv[2]}", "train.bf16=true"])
 data = prepare_data(cfg)
 batches = bench_batches(cfg, data, 18)

@@ -56,7 +56,8 @@ import torch
 from ...cli.errors import run_command
 from ...config import Config, load_config
 from ...runtime.device import select_device
-from ...training.trainer import TrainError, prepare_data
+from ...training.batches import prepare_data
+from ...training.loop import TrainError
 from ..measuring import device_info
 from .figures import Figure, figures_json, format_table
 from .phases import Settings, log, run

@@ -16,7 +16,7 @@ import torch
 from ...config import Config
 from ...runtime.device import cpu_bf16_flags
 from ...runtime.device import describe as describe_precision
-from ...training.trainer import Data, prepare_data
+from ...training.batches import Data, prepare_data
 from ...translation.translator import Translator
 from .figures import Figure, new_figures
 from .steps import bench_batches, fresh_model, time_decoding, time_train_steps

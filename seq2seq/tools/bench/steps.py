@@ -18,7 +18,10 @@ from ...config import Config
 from ...data.batching import Batch, make_batches
 from ...model.seq2seq import Seq2Seq, build_model
 from ...runtime.device import autocast as device_autocast
-from ...training.trainer import Data, TrainError, make_optimizer, sync_free, train_step
+from ...training.batches import Data
+from ...training.loop import TrainError, make_optimizer
+from ...training.stepping import sync_free
+from ...training.steps import train_step
 from ...translation.translator import Translator
 from ..measuring import peak_memory_mib, reset_peak_memory, sync, timed
 
@@ -82,7 +85,7 @@ def time_static_steps(cfg: Config, data: Data, steps: int, device: torch.device,
     or None). Real target tokens only, as :func:`time_train_steps` counts them."""
     from ...data.buckets import DeviceCorpus
     from ...training.graphs import StepGraphs
-    from ...training.trainer import static_step
+    from ...training.steps import static_step
 
     _in_memory(data)
     model, optimizer = fresh_model(cfg, data, device)

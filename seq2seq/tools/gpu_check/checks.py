@@ -61,7 +61,8 @@ def check_bf16_fused_training(tmp: Path, device: str = "cuda") -> None:
     """bf16 autocast and fused Adam on the device; the loss is finite and falls."""
     import torch
 
-    from ...training.trainer import make_optimizer, train
+    from ...training.loop import make_optimizer
+    from ...training.trainer import train
 
     cfg = _check_config(f"train.device={device}", "train.bf16=auto")
     assert make_optimizer(torch.nn.Linear(2, 2).to(device), cfg, torch.device(device)).defaults["fused"]
@@ -101,7 +102,8 @@ def check_no_sync_in_step(tmp: Path, device: str = "cuda") -> None:
     ``torch.cuda.set_sync_debug_mode("error")``, which raises on any synchronizing call."""
     import torch
 
-    from ...training.trainer import prepare_data, train_step
+    from ...training.batches import prepare_data
+    from ...training.steps import train_step
     from ..bench.steps import bench_batches, fresh_model
 
     cfg = _check_config(f"train.device={device}", "train.sync_free=true")
@@ -129,7 +131,8 @@ def _graph_runner(device: str, *, graphs: bool, bf16: bool, dropout: float, lr: 
     from ...data.buckets import DeviceCorpus
     from ...model.seq2seq import build_model
     from ...training.graphs import StepGraphs
-    from ...training.trainer import make_optimizer, static_step
+    from ...training.loop import make_optimizer
+    from ...training.steps import static_step
 
     dev = torch.device(device)
     rng = random.Random(0)

@@ -83,7 +83,7 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
     :func:`graph_ceiling`."""
     from ...config import load_config
     from ...runtime.device import select_device
-    from ...training.trainer import prepare_data
+    from ...training.batches import prepare_data
     from ..bench.steps import bench_batches, time_static_steps, time_train_steps
 
     cfg = load_config(ROOT / RECIPE, [*overrides, f"train.device={device_name}"])

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...cli.errors import run_command
 from ...config import ConfigError
-from ...training.trainer import TrainError
+from ...training.loop import TrainError
 from .comparison import make_plots, seed_plot, seed_rows, write_table
 from .running import clean, mark_sweep_folder, run_variants
 from .scoring import summarize

@@ -24,8 +24,9 @@ from typing import Any
 from ...config import Config, ConfigError
 from ...config.parsing import MAX_CONFIG_BYTES, load_json, read_text
 from ...model import checkpoint
-from ...training.rundir import Progress, load_run_config
-from ...training.trainer import RUN_CONFIG, DivergedError, TrainError, train
+from ...training.loop import DivergedError, TrainError
+from ...training.rundir import RUN_CONFIG, Progress, load_run_config
+from ...training.trainer import train
 from ..runs import output_to
 from .scoring import TEST_FILE
 from .spec import Variant
