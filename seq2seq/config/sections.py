@@ -70,29 +70,47 @@ class DataConfig:
     # translate: an encoder-decoder on sentence pairs; lm: an RNN language model on one side's
     # text, data.tgt_lang (the decoder's language): {path}/{split}.{tgt_lang}[.gz] (seq2seq/data/lm_data.py)
     task: Literal["translate", "lm"] = "translate"
+    # where the pairs come from: dates, addition (synthetic, made in code from size and seed; no files),
+    # files, tsv, jsonl (files under data.path) or hf (a Hugging Face dataset); see the section's description
     source: Literal["dates", "addition", "files", "tsv", "jsonl", "hf"] = "dates"
+    # files, tsv, jsonl (and data.task lm): the directory of the {split}.* files, "~" expanded; hf: a hub
+    # name or a local dataset directory. Required by these sources; dates and addition ignore it
     path: str = ""
-    src_lang: str = "src"
-    tgt_lang: str = "tgt"
-    src_field: str = ""  # TSV/JSONL/HF field names; empty means the language code
-    tgt_field: str = ""
+    src_lang: str = "src"  # the source language: its files' suffix ({split}.{src_lang}), the default src_field
+    tgt_lang: str = "tgt"  # the target language: its files' suffix ({split}.{tgt_lang}), the default tgt_field
+    src_field: str = ""  # jsonl/hf: the source's key (or column, or translation dict key); "": data.src_lang
+    tgt_field: str = ""  # jsonl/hf: the target's key (or column, or translation dict key); "": data.tgt_lang
     hf_config: str = ""  # the dataset's configuration name (e.g. "de-en"), if any
-    train_split: str = "train"
+    train_split: str = "train"  # the training split's name: its files' stem ({path}/train.*) or an hf split
+    # the validation split (validation scores, best/, early stopping, the plateau schedule); an hf dataset
+    # without a "val" split uses its validation, valid or dev split
     valid_split: str = "val"
+    # the test split: read with the others (so it must exist); python -m seq2seq evaluate's default split, and
+    # scored after training a language model (data.task lm)
     test_split: str = "test"
     size: int = 50_000  # synthetic corpora: total pairs before the split
+    # synthetic corpora: the share of data.size held out as the validation split (the pairs after the
+    # training ones; at least one unless 0; with test_fraction below 1); other sources have their own splits
     valid_fraction: float = 0.05
-    test_fraction: float = 0.05
-    seed: int = 1234
+    test_fraction: float = 0.05  # synthetic corpora: the share held out as the test split (the last pairs), likewise
+    seed: int = 1234  # synthetic corpora: the generator's seed (the same size and seed make the same pairs)
+    # learned from the training split: "char", one token a character seen there plus 256 byte-fallback
+    # tokens (small synthetic corpora); "bpe", byte-level BPE of up to data.vocab_size tokens (real text)
     tokenizer: Literal["char", "bpe"] = "char"
     vocab_size: int = 8000  # BPE only
+    # one tokenizer trained on both sides' training text, for source and target (the two embeddings stay
+    # separate); false: a tokenizer a side. Not with model.init_decoder_from
     joint_vocab: bool = False
     max_len: int = 100  # tokens per side; longer pairs are filtered out of training
+    # the encoder reads each source backwards: its tokens are reversed before padding (Sutskever et al.
+    # 2014), in training, validation and translation alike; attention weights are shown in reading order
     reverse_source: bool = True
     # addition only: "uniform" operands in 0..999, unpadded ("16+75" -> "91"); "textbook": the
     # textbook's dataset (operands of 1 to 3 random digits, each problem once up to order,
     # shuffled, padded with spaces to 7 and 4 characters: "16+75  " -> "91  ")
     addition_style: Literal["uniform", "textbook"] = "uniform"
+    # a corpus line that is not valid UTF-8: "error" stops with the file, line and byte; "skip" drops the
+    # pair (counted in the report). Text files only (files, tsv, jsonl, data.task lm), not hf
     invalid_utf8: Literal["error", "skip"] = "error"
     prepared: str = ""  # a prepared store directory to stream training data from; "": in memory
 
@@ -127,14 +145,20 @@ class DataConfig:
 class ModelConfig:
     """Encoder-decoder RNN: ``embed_dim`` -> ``cell`` x ``num_layers`` of ``hidden_dim``."""
 
-    cell: Literal["lstm", "gru", "rnn"] = "lstm"
-    embed_dim: int = 64
-    hidden_dim: int = 256
-    num_layers: int = 1
+    cell: Literal["lstm", "gru", "rnn"] = "lstm"  # the encoder's and decoder's cell; rnn: the plain tanh RNN
+    embed_dim: int = 64  # the size of the source and target token embeddings
+    hidden_dim: int = 256  # the RNN state size of the encoder (each direction) and decoder, and of the context vector
+    num_layers: int = 1  # stacked RNN layers in the encoder and in the decoder (which starts from each layer's state)
+    # dropout probability on the source and target embeddings, between stacked RNN layers and before the
+    # decoder's output layer, in training only; 0: none
     dropout: float = 0.0
+    # the context vector (the encoder's top-layer final hidden state) joins every decoder step's input and
+    # the output layer's input; false: it reaches the decoder only through its initial state
     peeky: bool = True
     bidirectional: bool = False  # encoder; its two final states are projected to hidden_dim
     tie_embeddings: bool = False  # target embedding = output projection (needs a projection)
+    # luong: Luong "general" attention over the encoder outputs (no input feeding); its output replaces each
+    # decoder RNN output before the output layer, and translations can show their alignment. none: off
     attention: Literal["none", "luong"] = "none"
     # the decoder's initial LSTM state: "state", the encoder's final hidden and cell states;
     # "hidden", the final hidden state with a zero cell state, as the textbook's decoder does.
@@ -159,6 +183,8 @@ class TrainConfig:
     teacher forcing / scheduled sampling, validation and early stopping, device and precision,
     seeding, and how often metrics and samples are logged."""
 
+    # passes over the training split, at most (early stopping or max_steps may end the run sooner); with
+    # lr_schedule cosine, the schedule spans epochs x batches an epoch unless max_steps is set
     epochs: int = 20
     batch_size: int = 128  # sentences per batch (used when max_tokens is 0)
     max_tokens: int = 0  # token budget per batch (target tokens incl. padding); 0: off
@@ -167,23 +193,39 @@ class TrainConfig:
     # then target length), so the encoder runs unpacked, in one fused RNN call a layer; "target",
     # sorted by (target, source) length, the source packed (seq2seq/data/batching.py batch_cuts)
     batch_by: Literal["source", "target"] = "target"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # the optimizer's learning rate, before warm-up and the schedule scale it
+    weight_decay: float = 0.0  # L2 penalty added to the gradient by Adam or SGD (not AdamW's decoupled kind); 0: off
     optimizer: Literal["adam", "sgd"] = "adam"  # sgd: plain SGD, no momentum (e.g. to see gradients explode)
     clip_norm: float = 5.0  # 0 disables clipping
+    # the probability that a decoder step in training is fed the reference's previous token, else the model's
+    # own argmax (scheduled sampling, decoded step by step: slower); 1: the whole target in one RNN call
     teacher_forcing: float = 1.0
     teacher_forcing_decay: float = 0.0  # subtracted from the ratio after each epoch
+    # the floor of the decayed ratio: epoch k (from 0) uses max(teacher_forcing_min, teacher_forcing -
+    # k x teacher_forcing_decay)
     teacher_forcing_min: float = 0.0
+    # epsilon: the loss's target puts 1 - epsilon on the reference token and spreads epsilon evenly over the
+    # vocabulary (PyTorch's cross_entropy label_smoothing); 0: plain cross-entropy
     label_smoothing: float = 0.0
+    # none: a constant rate; plateau: the rate x lr_factor once more than lr_patience epochs in a row bring
+    # no better validation best_metric; cosine: decay to 0 by the last step (max_steps, else epochs). All
+    # three start with warmup_steps
     lr_schedule: Literal["none", "plateau", "cosine"] = "plateau"
-    lr_factor: float = 0.5
+    lr_factor: float = 0.5  # plateau: what the rate is multiplied by at each drop, in (0, 1)
+    # plateau: epochs in a row without a better validation score to wait; the next such epoch drops the
+    # rate and the count starts again (as it does at a better epoch). 0: every such epoch drops it
     lr_patience: int = 1
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # optimizer steps N over which the rate rises linearly to lr (step n: lr x n / N); 0: none
     patience: int = 5  # early stopping: epochs without a better validation score (an LM's: perplexity)
     best_metric: Literal["bleu", "chrf", "exact_match"] = "bleu"  # the validation score that picks best/,
     # early stopping and the plateau schedule (exact_match for one-word targets, where BLEU is 0)
     max_steps: int = 0  # stop after this many optimizer steps; 0: no limit
+    # seeds Python's and torch's generators (initial weights, dropout, scheduled sampling) and each epoch's
+    # shuffle (seed x 1000 + epoch); data-parallel ranks after the first reseed torch with seed + 1,000,003 x
+    # rank once the model is built (the same initial weights, other dropout masks)
     seed: int = 1
+    # auto: CUDA when there is a GPU, else the CPU; cuda without one is an error. On CUDA, data-parallel
+    # (torchrun) processes each take cuda:LOCAL_RANK
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: Literal["auto", True, False] = "auto"  # bf16 autocast: auto = on CUDA and on CPUs with native bf16
     max_bad_steps: int = 10  # NaN/inf losses in a row before training stops
@@ -254,11 +296,19 @@ class DecodeConfig:
     output length limit, sentences per batch. Validation during training decodes greedily with
     the same length limit and batch size."""
 
+    # the beam width of translation, evaluation and the server (translate.py --beam and a request's beam
+    # override it); 1: greedy search. Validation during training is always greedy
     beam_size: int = 5
+    # hypotheses a sentence, best first, in [1, beam_size]; checked, but the commands take their own:
+    # translate.py --nbest and a server request's nbest (both 1 by default)
     nbest: int = 1
     length_penalty: float = 1.0  # alpha in ((5 + len) / 6) ** alpha
     max_len_ratio: float = 2.0  # output length limit: ratio * source length + offset
+    # tokens added to the output length limit, ceil(max_len_ratio x source tokens) + this; a hypothesis that
+    # reaches the limit without EOS ends there
     max_len_offset: int = 10
+    # sentences a decoding batch (sorted by length): translation, evaluation, validation during training
+    # (its loss too), and a language model's scoring by sentence
     batch_size: int = 128
 
     def __post_init__(self) -> None:
@@ -280,12 +330,14 @@ class TrackingConfig:
     """Weights & Biases: mode, project, entity, run name, group and tags. ``wandb: auto`` is
     online with an API key, offline without."""
 
+    # auto: online with an API key (WANDB_API_KEY or ~/.netrc), else offline (wandb sync uploads the run
+    # later); disabled: metrics.jsonl only, which is always written. WANDB_MODE in the environment wins
     wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
-    project: str = "seq2seq"
-    entity: str = ""
-    name: str = ""
-    group: str = ""
-    tags: tuple[str, ...] = ()
+    project: str = "seq2seq"  # the W&B project the run is logged to
+    entity: str = ""  # the W&B user or team; "": the account's default entity
+    name: str = ""  # the run's display name in W&B; "": one W&B makes up
+    group: str = ""  # a W&B group to put the run in (e.g. the runs of one sweep); "": none
+    tags: tuple[str, ...] = ()  # W&B tags of the run (a list in a config file)
 
 
 @dataclass(frozen=True)
