@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """Check the options, load the checkpoint, score the test set."""
     import dataclasses
 
     from ..runtime.device import select_device

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    _check_options(args)
+    _check_options(args)  # before torch and the checkpoint load
     from ..model import checkpoint
     from ..runtime.device import autocast, select_device
 

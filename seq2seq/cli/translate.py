@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _translate(args: argparse.Namespace) -> int:
+    """Translate the input (a terminal: line by line as typed) into the output."""
     from .outputs import open_output
 
     translator = _load(args)
