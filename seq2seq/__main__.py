@@ -34,7 +34,7 @@ COMMANDS = {  # name: one line on what it does
 
 
 # where each command's main lives ("module:function"), imported only when it runs
-ENTRIES = {"train": "cli.commands:train_main", "translate": "cli.commands:translate_main",
+ENTRIES = {"train": "cli.train:main", "translate": "cli.translate:main",
            "evaluate": "cli.evaluate:main", "download": "tools.download:main",
            "prepare": "tools.prepare:main", "sweep": "tools.sweep.command:main",
            "bench": "tools.bench.command:main", "plots": "tools.plots:main", "results": "tools.results:main",

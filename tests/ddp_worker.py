@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from seq2seq.cli.commands import train_main
+from seq2seq.cli.train import main as train_main
 from seq2seq.config import load_config
 from seq2seq.data.batching import Example, collate
 from seq2seq.model.seq2seq import build_model

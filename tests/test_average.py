@@ -39,7 +39,7 @@ def test_the_average_is_the_elementwise_mean(kept_run: Path, tmp_path: Path) -> 
     for k in got:
         assert torch.allclose(got[k], (states[0][k].double() + states[1][k].double()).div(2).float()), k
     assert not torch.equal(states[0]["encoder.rnn.weight_hh_l0"], states[1]["encoder.rnn.weight_hh_l0"])
-    from seq2seq.cli.commands import translate_main
+    from seq2seq.cli.translate import main as translate_main
 
     src = tmp_path / "in.txt"
     src.write_text("1999/01/02\n")

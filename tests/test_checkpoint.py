@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seq2seq.cli.commands import translate_main
+from seq2seq.cli.translate import main as translate_main
 from seq2seq.config import load_config
 from seq2seq.data.tokenization import train_tokenizer
 from seq2seq.model import checkpoint

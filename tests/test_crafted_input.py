@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from seq2seq.cli.commands import train_main, translate_main
+from seq2seq.cli.train import main as train_main
+from seq2seq.cli.translate import main as translate_main
 from seq2seq.config.parsing import ParseError, check_size, load_json, load_yaml
 
 pytestmark = pytest.mark.smoke

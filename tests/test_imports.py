@@ -203,13 +203,13 @@ def f():
 class C:
     from ..runtime.device import select_device
 if __name__ == "__main__":
-    from ..cli import commands
+    from ..cli import train
 """
     assert imports_in("seq2seq.translation.x", source) == {
         "seq2seq.config": "module", "seq2seq.data": "module", "seq2seq": "module", "seq2seq.model.seq2seq": "module",
         "seq2seq.translation.evaluation": "module", "seq2seq.translation.translator": "function",
         "seq2seq.data.batching": "type", "seq2seq.model.search": "function", "seq2seq.training.tracking": "type",
-        "seq2seq.runtime.device": "module", "seq2seq.cli.commands": "module"}
+        "seq2seq.runtime.device": "module", "seq2seq.cli.train": "module"}
 
 
 def test_cycles_are_found() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from seq2seq.cli.commands import train_main
+from seq2seq.cli.train import main as train_main
 from seq2seq.data.synthetic import make_dates
 from seq2seq.model import checkpoint
 from seq2seq.training import stepping

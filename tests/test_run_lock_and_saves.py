@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from test_training import curve, sigterm_at, trainer_state
 
-from seq2seq.cli.commands import train_main
+from seq2seq.cli.train import main as train_main
 from seq2seq.training import stepping
 from seq2seq.training import trainer as training
 from seq2seq.training.rundir import LOCK, RunDirError, lock_run_dir

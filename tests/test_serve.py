@@ -25,7 +25,8 @@ missing_or_skip(("fastapi", "uvicorn", "httpx"), what="the server's tests")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from seq2seq.serve import server as serve  # noqa: E402
-from seq2seq.serve.server import Batching, Limits, create_app, load  # noqa: E402
+from seq2seq.serve.request import Limits  # noqa: E402
+from seq2seq.serve.server import Batching, create_app, load  # noqa: E402
 from seq2seq.translation.translator import Translator  # noqa: E402
 
 SENTENCES = ["march 3, 2011", "TUESDAY, SEPTEMBER 27, 1994", "5/17/1953", "x", "17.05.1953",

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from seq2seq.serve.batcher import Batcher, Batching, Busy
-from seq2seq.serve.server import Settings
+from seq2seq.serve.request import Settings
 
 A, B = Settings(beam=1, nbest=1, attention=False), Settings(beam=5, nbest=2, attention=False)
 

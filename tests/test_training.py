@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
-from seq2seq.cli.commands import train_main
+from seq2seq.cli.train import main as train_main
 from seq2seq.config import load_config
 from seq2seq.data.batching import make_batches
 from seq2seq.model import checkpoint

@@ -22,7 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seq2seq.cli.commands import _interactive, _translate_stream, _utf8_stdout, translate_main
+from seq2seq.cli.translate import _interactive, _translate_stream, _utf8_stdout
+from seq2seq.cli.translate import main as translate_main
 from seq2seq.translation.translator import Translator, one_line
 
 ROOT = Path(__file__).resolve().parent.parent

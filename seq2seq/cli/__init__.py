@@ -1,2 +1,2 @@
-"""The command line: the train, translate and generate commands, the output files they write, and
-how every command reports a user error."""
+"""The command line: the train, translate, evaluate and generate commands (a module each), the
+output files they write, and how every command reports a user error."""

@@ -5,9 +5,9 @@ asked for but absent) ends a command with one line ``error: ...`` on stderr and 
 never a traceback: every command's ``main`` runs its work through :func:`run_command`.
 
 This module is light (the error classes are imported only when an error is being reported)
-and imports no command, so any module may use it. It cannot import :mod:`seq2seq.training.trainer`
-(which imports :mod:`seq2seq.translation.evaluation`, a command itself), so the training commands name
-:class:`~seq2seq.training.trainer.TrainError` in ``extra_errors``.
+and imports no command, so any command may use it. An error that only some commands raise is
+theirs to name in ``extra_errors``: the commands that train name
+:class:`~seq2seq.training.loop.TrainError`.
 """
 
 from __future__ import annotations

@@ -7,13 +7,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..translation.evaluation import DEFAULT_BUCKETS, evaluate_split, format_report
 from .errors import check_positive, require_stdout, run_command
 
+if TYPE_CHECKING:
+    from ..translation.translator import Translator
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``evaluate`` command: translate a test set and print its scores."""
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m seq2seq evaluate",
         description="Translate a test set and score it: sacreBLEU BLEU and chrF (with signatures), "
@@ -31,65 +34,87 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
     p.add_argument("--buckets", type=int, nargs="+", default=list(DEFAULT_BUCKETS), metavar="N",
                    help=f"source-length bucket edges in words (default: {' '.join(map(str, DEFAULT_BUCKETS))})")
-    args = p.parse_args(argv)
+    return p
 
-    def work() -> int:
-        import contextlib
-        import dataclasses
-        import glob
-        import json
 
-        from ..data.corpus import load_split, read_parallel_files
-        from ..runtime.device import select_device
-        from ..translation.translator import Translator
-        from .outputs import check_outputs, open_output
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``evaluate`` command: translate a test set and print its scores."""
+    args = parser().parse_args(argv)
+    return run_command(lambda: _evaluate(args))
 
-        if (args.src is None) != (args.ref is None):
-            raise ValueError("--src and --ref go together")
-        check_positive(args, "beam", "batch_size")
-        check_outputs({"--output": args.output, "--json": args.json}, {"--src": args.src, "--ref": args.ref})
-        if args.json is None:  # the scores go to stdout only
-            require_stdout("--json FILE")
-        translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
-        if args.batch_size is not None:
-            translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
-        if args.src is not None:
-            pairs = read_parallel_files(args.src, args.ref)
-            name = f"{args.src} / {args.ref}"
-        else:
-            data = translator.data
-            if args.data_path:
-                data = dataclasses.replace(data, path=args.data_path)
-            split = args.split or data.test_split
-            if data.source in ("files", "tsv", "jsonl") and Path(data.path).is_dir():  # never write over the corpus
-                corpus = {f"the corpus's {p.name}": p for p in sorted(Path(data.path).glob(f"{glob.escape(split)}.*"))}
-                check_outputs({"--output": args.output, "--json": args.json}, corpus)
-            pairs = load_split(data, split)
-            name = f"{data.source}:{split}"
-        beam = args.beam or translator.decode.beam_size
 
-        def warn(i: int, msg: str) -> None:
-            print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
+def _evaluate(args: argparse.Namespace) -> int:
+    """Check the options, load the checkpoint, score the test set."""
+    import dataclasses
 
-        if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
-            edges = " ".join(map(str, args.buckets))
-            raise ValueError(f"--buckets must be increasing positive word counts, got {edges}")
-        with contextlib.ExitStack() as stack:  # opened (so known writable) before decoding, replaced at the end
-            hyp_file = stack.enter_context(open_output(args.output)) if args.output else None
-            json_file = stack.enter_context(open_output(args.json)) if args.json else None
-            result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
-                                    edges=tuple(args.buckets), warn=warn)
-            print(f"{name}: {len(pairs)} sentences, beam {beam}")
-            print(format_report(result.scores, result.buckets))
-            if hyp_file is not None:
-                hyp_file.write("".join(h + "\n" for h in result.hyps))
-            if json_file is not None:
-                json_file.write(json.dumps({
-                    "data": name, "beam": beam, **dataclasses.asdict(result.scores),
-                    "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n")
-        return 0
+    from ..runtime.device import select_device
+    from ..translation.translator import Translator
+    from .outputs import check_outputs
 
-    return run_command(work)
+    if (args.src is None) != (args.ref is None):
+        raise ValueError("--src and --ref go together")
+    check_positive(args, "beam", "batch_size")
+    check_outputs({"--output": args.output, "--json": args.json}, {"--src": args.src, "--ref": args.ref})
+    if args.json is None:  # the scores go to stdout only
+        require_stdout("--json FILE")
+    translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
+    if args.batch_size is not None:
+        translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
+    pairs, name = _pairs(args, translator)
+    beam = args.beam or translator.decode.beam_size
+    if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
+        edges = " ".join(map(str, args.buckets))
+        raise ValueError(f"--buckets must be increasing positive word counts, got {edges}")
+    _score(args, translator, pairs, name, beam)
+    return 0
+
+
+def _pairs(args: argparse.Namespace, translator: Translator) -> tuple[list[tuple[str, str]], str]:
+    """The pairs to score, ``--src``/``--ref`` or a split of the checkpoint's corpus, and their name."""
+    import dataclasses
+    import glob
+
+    from ..data.corpus import load_split, read_parallel_files
+    from .outputs import check_outputs
+
+    if args.src is not None:
+        return read_parallel_files(args.src, args.ref), f"{args.src} / {args.ref}"
+    data = translator.data
+    if args.data_path:
+        data = dataclasses.replace(data, path=args.data_path)
+    split = args.split or data.test_split
+    if data.source in ("files", "tsv", "jsonl") and Path(data.path).is_dir():  # never write over the corpus
+        corpus = {f"the corpus's {p.name}": p for p in sorted(Path(data.path).glob(f"{glob.escape(split)}.*"))}
+        check_outputs({"--output": args.output, "--json": args.json}, corpus)
+    return load_split(data, split), f"{data.source}:{split}"
+
+
+def _score(args: argparse.Namespace, translator: Translator, pairs: list[tuple[str, str]], name: str,
+           beam: int) -> None:
+    """Translate and score ``pairs``: the report on stdout, the hypotheses to ``--output``, the
+    scores to ``--json``."""
+    import contextlib
+    import dataclasses
+    import json
+
+    from .outputs import open_output
+
+    def warn(i: int, msg: str) -> None:
+        print(f"warning: sentence {i + 1}: {msg}", file=sys.stderr)
+
+    with contextlib.ExitStack() as stack:  # opened (so known writable) before decoding, replaced at the end
+        hyp_file = stack.enter_context(open_output(args.output)) if args.output else None
+        json_file = stack.enter_context(open_output(args.json)) if args.json else None
+        result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
+                                edges=tuple(args.buckets), warn=warn)
+        print(f"{name}: {len(pairs)} sentences, beam {beam}")
+        print(format_report(result.scores, result.buckets))
+        if hyp_file is not None:
+            hyp_file.write("".join(h + "\n" for h in result.hyps))
+        if json_file is not None:
+            json_file.write(json.dumps({
+                "data": name, "beam": beam, **dataclasses.asdict(result.scores),
+                "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

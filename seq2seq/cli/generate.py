@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 SAMPLE_BATCH = 1024  # samples drawn in one batch at most (--batch-size)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m seq2seq generate",
                                 description="Sample text from a language model (data.task: lm), or score a file.")
     p.add_argument("--checkpoint", type=Path, required=True, help="LM checkpoint directory (or its run directory)")
@@ -55,43 +55,60 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"lines per batch when scoring (default: the config's decode.batch_size); "
                         f"samples per batch when sampling (default {SAMPLE_BATCH})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    args = p.parse_args(argv)
+    return p
 
-    def run() -> int:
-        check_positive(args, "num", "max_tokens", "batch_size")
-        if not (math.isfinite(args.temperature) and args.temperature >= 0):
-            raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
-        if args.top_k < 0:
-            raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
-        if not 0 <= args.seed < 2**63:
-            raise ValueError(f"--seed must be in [0, 2**63), got {args.seed}")
-        require_stdout("a shell redirection")
-        if args.score is not None:
-            with open(args.score, "rb"):  # a missing file is refused before the checkpoint is read
-                pass
-        import torch
 
-        from ..model import checkpoint
-        from ..model.sampling import sample
-        from ..runtime.device import autocast, select_device
-        from ..translation.translator import one_line
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``generate`` command: sample from a language model, or score a file with it."""
+    args = parser().parse_args(argv)
+    return run_command(lambda: _generate(args))
 
-        device = select_device(args.device, "--device")
-        loaded = checkpoint.load_lm(args.checkpoint, device)
-        if args.score is not None:
-            return _score(loaded, args.score, args.batch_size or loaded.config.decode.batch_size, device,
-                          autocast(loaded.config.train.bf16, device))
-        generator = torch.Generator().manual_seed(args.seed)
-        batch = args.batch_size or SAMPLE_BATCH
-        for start in range(0, args.num, batch):  # memory bounded by the batch, whatever --num is
-            texts = sample(loaded.model, loaded.tok, prompt=args.prompt, num=min(batch, args.num - start),
-                           max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
-                           generator=generator)
-            sys.stdout.write("".join(one_line(t) + "\n" for t in texts))
-            sys.stdout.flush()
-        return 0
 
-    return run_command(run)
+def _generate(args: argparse.Namespace) -> int:
+    _check_options(args)  # before torch and the checkpoint load
+    from ..model import checkpoint
+    from ..runtime.device import autocast, select_device
+
+    device = select_device(args.device, "--device")
+    loaded = checkpoint.load_lm(args.checkpoint, device)
+    if args.score is not None:
+        return _score(loaded, args.score, args.batch_size or loaded.config.decode.batch_size, device,
+                      autocast(loaded.config.train.bf16, device))
+    return _sample(loaded, args)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """The options checked, standard output open and ``--score``'s file readable, before the
+    checkpoint is read."""
+    check_positive(args, "num", "max_tokens", "batch_size")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be in [0, 2**63), got {args.seed}")
+    require_stdout("a shell redirection")
+    if args.score is not None:
+        with open(args.score, "rb"):  # a missing file is refused before the checkpoint is read
+            pass
+
+
+def _sample(loaded: LoadedLM, args: argparse.Namespace) -> int:
+    """Print ``--num`` samples, one a line, each batch as it ends."""
+    import torch
+
+    from ..model.sampling import sample
+    from ..translation.translator import one_line
+
+    generator = torch.Generator().manual_seed(args.seed)
+    batch = args.batch_size or SAMPLE_BATCH
+    for start in range(0, args.num, batch):  # memory bounded by the batch, whatever --num is
+        texts = sample(loaded.model, loaded.tok, prompt=args.prompt, num=min(batch, args.num - start),
+                       max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                       generator=generator)
+        sys.stdout.write("".join(one_line(t) + "\n" for t in texts))
+        sys.stdout.flush()
+    return 0
 
 
 def _score(loaded: LoadedLM, path: Path, batch_size: int, device: torch.device, autocast: Any) -> int:

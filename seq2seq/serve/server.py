@@ -23,31 +23,30 @@ asking for the same beam, n-best and attention are decoded as one call of
 gives a sentence the same result alone or in a batch, so each line's answer equals what
 ``translate.py`` prints for it with the same ``--beam`` and ``--nbest``.
 
-A request is bounded (:class:`Limits`: lines, characters a line, body bytes, beam) and
-checked before it is queued (:func:`parse_request`); nothing in it names a file. The server
-binds to 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are the ``[serve]``
-extra, imported only when an app is made.
+A request is bounded (:class:`~seq2seq.serve.request.Limits`: lines, characters a line, body
+bytes, beam) and checked before it is queued (:mod:`seq2seq.serve.request`); nothing in it names
+a file. The server binds to 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are
+the ``[serve]`` extra, imported only when an app is made.
 """
 
 # no ``from __future__ import annotations``: FastAPI reads the handlers' annotations (``Request``,
-# imported lazily in create_app) as objects
+# imported lazily where the routes are added) as objects
 import argparse
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cli.errors import excerpt, run_command
 from .batcher import Batcher, Batching, Busy
+from .request import Limits, RequestError, Settings, parse_request, read_body
 
 if TYPE_CHECKING:
     from ..translation.translator import Translator
@@ -59,106 +58,6 @@ EXTRA_HINT = "the server needs the [serve] extra: pip install '.[serve]' (FastAP
 
 class ServeUnavailable(RuntimeError):
     """FastAPI or uvicorn is not installed (one line naming the extra)."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask; anything over is refused with a 4xx naming the limit."""
-
-    max_lines: int = 64  # lines in one request
-    max_chars: int = 1000  # characters in one line
-    max_body_bytes: int = 1 << 20  # request body
-    max_beam: int = 16
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 1:
-                raise ValueError(f"--{f.name.replace('_', '-')} must be >= 1, got {getattr(self, f.name)}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a request asks of search; requests with equal settings share a batch (the batcher's key)."""
-
-    beam: int
-    nbest: int
-    attention: bool
-
-
-class RequestError(Exception):
-    """A request refused: HTTP ``status`` and a one-line reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-# --- the request -----------------------------------------------------------------------
-
-FIELDS = ("text", "beam", "nbest", "attention")
-
-
-def _json_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-             dict: "an object", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _int_field(obj: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = obj.get(name, default)
-    if value is None:
-        value = default
-    if type(value) is not int:
-        raise RequestError(422, f"{name}: must be an integer, got {_json_type(value)}")
-    if not low <= value <= high:  # a number of 4,000 digits is JSON too: its middle cut
-        raise RequestError(422, f"{name}: must be in [{low}, {high}], got {excerpt(str(value), 20, 6)}")
-    return value
-
-
-def parse_request(body: bytes, limits: Limits, default_beam: int, has_attention: bool
-                  ) -> tuple[list[str], Settings]:
-    """A ``/v1/translate`` body -> its lines and settings, or :class:`RequestError`: 400 for a
-    body that is not UTF-8 JSON, 422 for a field of the wrong type or over a limit."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise RequestError(400, f"the body is not valid UTF-8 (byte {e.start})") from None
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as e:
-        raise RequestError(400, f"the body is not JSON: {excerpt(str(e), 120, 40)}") from None
-    if not isinstance(obj, dict):
-        raise RequestError(422, f"the body must be a JSON object, got {_json_type(obj)}")
-    unknown = [k for k in obj if k not in FIELDS]
-    if unknown:
-        raise RequestError(422, f"unknown field {excerpt(unknown[0], 40, 10)!r}; the fields: {', '.join(FIELDS)}")
-    if "text" not in obj:
-        raise RequestError(422, "text: required, a list of lines (strings)")
-    lines = obj["text"]
-    if not isinstance(lines, list):
-        raise RequestError(422, f"text: must be a list of lines (strings), got {_json_type(lines)}")
-    if len(lines) > limits.max_lines:
-        raise RequestError(422, f"text: {len(lines)} lines, over the limit of {limits.max_lines}")
-    for i, line in enumerate(lines):
-        if not isinstance(line, str):
-            raise RequestError(422, f"text[{i}]: must be a string, got {_json_type(line)}")
-        if len(line) > limits.max_chars:
-            raise RequestError(422, f"text[{i}]: {len(line)} characters, over the limit of {limits.max_chars}")
-        if "\n" in line or "\r" in line:
-            raise RequestError(422, f"text[{i}]: holds a line break; send one line per item")
-        try:
-            line.encode("utf-8")
-        except UnicodeEncodeError:
-            raise RequestError(422, f"text[{i}]: not valid Unicode (an unpaired surrogate)") from None
-    beam = _int_field(obj, "beam", default_beam, 1, limits.max_beam)
-    nbest = _int_field(obj, "nbest", 1, 1, beam)
-    attention = obj.get("attention", False)
-    if type(attention) is not bool:
-        raise RequestError(422, f"attention: must be true or false, got {_json_type(attention)}")
-    if attention and not has_attention:
-        raise RequestError(422, "attention: this model has no attention (model.attention: none)")
-    return lines, Settings(beam, nbest, attention)
 
 
 # --- the model -------------------------------------------------------------------------
@@ -222,15 +121,11 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' d
                 "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
-def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits = Limits(),
+def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits = Limits(),  # noqa: B008 (frozen)
                batching: Batching | None = None) -> Any:
     """The FastAPI app serving ``translator`` (``info``: what ``/v1/model`` answers, from :func:`load`)."""
     try:
-        from fastapi import FastAPI, Request
-        from fastapi.exceptions import RequestValidationError
-        from fastapi.responses import JSONResponse, Response
-        from starlette.exceptions import HTTPException
-        from starlette.requests import ClientDisconnect
+        from fastapi import FastAPI
     except ImportError:
         raise ServeUnavailable(EXTRA_HINT) from None
 
@@ -240,8 +135,6 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
                          f"pass --max-beam {info['beam_size']} or more")
     batching = batching or Batching()
     batcher: Batcher[Settings, dict[str, Any]] = Batcher(translate_work(translator), batching)
-    static = resources.files("seq2seq.serve") / "static"
-    pages = {route: (static.joinpath(name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -251,27 +144,51 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
 
     app = FastAPI(title="seq2seq", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
+    _add_error_handlers(app)
+    _add_api(app, batcher, info, limits, batching)
+    _add_pages(app)
+    return app
 
-    def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Any:
+    """An error answer: ``{"error": message}`` with HTTP ``status``."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: Any) -> None:
+    """Every error answered as one line of JSON: a refused request (:class:`RequestError`), a
+    body FastAPI cannot read, a 404 or 405, and any other failure (500)."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, e: RequestError) -> Any:
-        return error(e.status, e.message)
+        return _error(e.status, e.message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> Any:
         first = e.errors()[0] if e.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()))
-        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+        return _error(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> Any:  # 404, 405 (its Allow header kept)
-        return error(e.status_code, str(e.detail), e.headers)
+        return _error(e.status_code, str(e.detail), e.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> Any:
-        return error(500, f"internal error: {_one_line(e)}")
+        return _error(500, f"internal error: {_one_line(e)}")
+
+
+def _add_api(app: Any, batcher: Batcher[Settings, dict[str, Any]], info: dict[str, Any], limits: Limits,
+             batching: Batching) -> None:
+    """The API's routes: ``/health``, ``/v1/model`` and ``/v1/translate`` (through ``batcher``)."""
+    from fastapi import Request
+    from fastapi.responses import Response
+    from starlette.requests import ClientDisconnect
 
     # GET routes answer HEAD too (curl -I, monitors), as HTTP asks of a server
     @app.api_route("/health", methods=["GET", "HEAD"])
@@ -285,7 +202,7 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
     @app.post("/v1/translate")
     async def translate(request: Request) -> Any:
         try:
-            body = await _read_body(request, limits.max_body_bytes)
+            body = await read_body(request, limits.max_body_bytes)
         except ClientDisconnect:  # nobody to answer
             return Response(status_code=400)
         lines, settings = parse_request(body, limits, info["beam_size"], info["attention"])
@@ -293,11 +210,19 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
         try:
             answers = await batcher.submit(lines, settings)
         except Busy as e:
-            return error(503, str(e))
+            return _error(503, str(e))
         except Exception as e:
-            return error(500, f"translation failed: {_one_line(e)}")
+            return _error(500, f"translation failed: {_one_line(e)}")
         log.debug("%d lines in %.1f ms", len(lines), 1000 * (time.perf_counter() - start))
         return {"translations": answers, "beam": settings.beam, "nbest": settings.nbest}
+
+
+def _add_pages(app: Any) -> None:
+    """The demo page, its script and its style (:data:`PAGES`, from seq2seq/serve/static/)."""
+    from fastapi.responses import Response
+
+    static = resources.files("seq2seq.serve") / "static"
+    pages = {route: (static.joinpath(name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
 
     def page(route: str) -> Callable[[], Any]:
         content, kind = pages[route]
@@ -309,26 +234,11 @@ def create_app(translator: "Translator", info: dict[str, Any], *, limits: Limits
 
     for route in PAGES:
         app.api_route(route, methods=["GET", "HEAD"], include_in_schema=False)(page(route))
-    return app
 
 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     return excerpt(text.splitlines()[0]) if text else type(e).__name__
-
-
-async def _read_body(request: Any, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes before it is all read."""
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise RequestError(413, f"the body is {int(length)} bytes, over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"the body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # --- the command -----------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Command-line entry points: ``train``, ``translate`` and ``evaluate``.
+"""The ``translate`` command (``translate.py``): translate one sentence per line, stdin to
+stdout by default, in the input's order; ``--nbest N`` prints n-best lists, and on a terminal
+it prompts for one sentence at a time.
 
-Each parses its arguments and calls the package. Any problem a user can cause (a bad
-config key, a missing file, a crafted checkpoint, CUDA asked for but absent) ends with one
-line ``error: ...`` on stderr and exit status 1, never a traceback (:mod:`seq2seq.cli.errors`).
-``evaluate`` is :func:`seq2seq.cli.evaluate.main`; all the commands: ``python -m seq2seq --help``.
+A user error (a missing checkpoint, a bad option, an input line over 1 MiB) ends with one line
+``error: ...`` on stderr and exit status 1 (:mod:`seq2seq.cli.errors`).
 """
 
 from __future__ import annotations
@@ -14,59 +14,15 @@ import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config.parsing import ParseError, bounded_lines
 from .errors import check_positive, require_stdout, run_command
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "dates.yaml"
+if TYPE_CHECKING:
+    from ..translation.translator import Translator
 
 
-# --- train ---------------------------------------------------------------------------
-def train_main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="train.py", description="Train an encoder-decoder RNN translator, or an RNN language model "
-                                     "(data.task: lm).",
-        epilog="Overrides use dotted names, e.g. train.lr=3e-4 model.cell=gru")
-    p.add_argument("--config", type=Path, default=None,
-                   help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}; "
-                        "with --resume, the run's own config)")
-    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
-    p.add_argument("--reset-optimizer", action="store_true",
-                   help="with --resume: fresh optimizer and schedule (fine-tuning)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
-    args = p.parse_intermixed_args(argv)  # overrides may come before and after the options
-
-    def main() -> int:
-        from ..config import load_config
-        from ..model.checkpoint import check_regular_files
-        from ..training.rundir import run_config_path
-        from ..training.trainer import train
-
-        config_path = args.config
-        if config_path is None:
-            if args.resume and args.out is not None and run_config_path(args.out).exists():
-                config_path = run_config_path(args.out)
-                check_regular_files(config_path.parent, (config_path.name,))  # a FIFO would block
-            else:
-                config_path = DEFAULT_CONFIG
-        cfg = load_config(config_path, args.overrides)
-        out = args.out or Path("runs") / config_path.stem
-        train(cfg, out, resume=args.resume, overwrite=args.overwrite, reset_optimizer=args.reset_optimizer)
-        return 0
-
-    return run_command(main, _train_errors)
-
-
-def _train_errors() -> tuple[type[BaseException], ...]:
-    from ..training.loop import TrainError
-
-    return (TrainError,)
-
-
-# --- translate -------------------------------------------------------------------------
 def _read_lines(stream: Any, warn: Callable[[int, str], None], name: str = "standard input") -> Iterator[str]:
     """Lines of a binary stream (called ``name`` in errors), split on b'\\n' only; invalid UTF-8
     replaced, with a warning; a line over 1 MiB is an error naming the stream and line."""
@@ -98,7 +54,7 @@ def _utf8_stdout() -> TextIO:
     return sys.stdout
 
 
-def translate_main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="translate.py",
         description="Translate one sentence per line: stdin to stdout by default, in the input's order.")
@@ -113,48 +69,58 @@ def translate_main(argv: Sequence[str] | None = None) -> int:
                    help="output length limit: R * source length + decode.max_len_offset")
     p.add_argument("--length-penalty", type=float, default=None, help="alpha of the length normalisation")
     p.add_argument("--chunk", type=int, default=10_000, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
 
-    def main() -> int:
-        import dataclasses
 
-        from ..runtime.device import select_device
-        from ..translation.translator import Translator
-        from .outputs import check_outputs, open_output
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``translate`` command: translate the input's lines with a checkpoint."""
+    args = parser().parse_args(argv)
+    return run_command(lambda: _translate(args))
 
-        check_positive(args, "beam", "nbest", "batch_size")
-        if args.max_len_ratio is not None and args.max_len_ratio <= 0:
-            raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
-        check_outputs({"--output": args.output}, {"--input": args.input})  # before the checkpoint is read
-        if args.output is None:
-            require_stdout("--output FILE")
-        changes: dict[str, Any] = {}
-        if args.batch_size is not None:
-            changes["batch_size"] = args.batch_size
-        if args.max_len_ratio is not None:
-            changes["max_len_ratio"] = args.max_len_ratio
-        if args.length_penalty is not None:
-            changes["length_penalty"] = args.length_penalty
-        _check_decode_options(changes)
-        device = select_device(args.device, "--device")
-        translator = Translator.from_checkpoint(args.checkpoint, device)
-        translator.decode = dataclasses.replace(translator.decode, **changes)
-        beam = args.beam or translator.decode.beam_size
-        if args.nbest > beam:
-            raise ValueError(f"--nbest ({args.nbest}) must not exceed the beam size ({beam})")
 
-        if args.input is None and args.output is None and sys.stdin.isatty():
-            return _interactive(translator, beam, args.nbest)
-        with contextlib.ExitStack() as stack:
-            src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
-            # a file is replaced whole at the end (seq2seq.cli.outputs): a failure keeps the old one
-            out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
-            _translate_stream(translator, src, out, beam, args.nbest, args.chunk,
-                              str(args.output) if args.output else "standard output",
-                              f"--input {args.input}" if args.input else "standard input")
-        return 0
+def _translate(args: argparse.Namespace) -> int:
+    """Translate the input (a terminal: line by line as typed) into the output."""
+    from .outputs import open_output
 
-    return run_command(main)
+    translator = _load(args)
+    beam = args.beam or translator.decode.beam_size
+    if args.nbest > beam:
+        raise ValueError(f"--nbest ({args.nbest}) must not exceed the beam size ({beam})")
+
+    if args.input is None and args.output is None and sys.stdin.isatty():
+        return _interactive(translator, beam, args.nbest)
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open(args.input, "rb")) if args.input else sys.stdin.buffer
+        # a file is replaced whole at the end (seq2seq.cli.outputs): a failure keeps the old one
+        out = stack.enter_context(open_output(args.output)) if args.output else _utf8_stdout()
+        _translate_stream(translator, src, out, beam, args.nbest, args.chunk,
+                          str(args.output) if args.output else "standard output",
+                          f"--input {args.input}" if args.input else "standard input")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Translator:
+    """The checkpoint's translator with the command line's decode options, every option checked
+    (and the outputs found writable) before the checkpoint is read."""
+    import dataclasses
+
+    from ..runtime.device import select_device
+    from ..translation.translator import Translator
+    from .outputs import check_outputs
+
+    check_positive(args, "beam", "nbest", "batch_size")
+    if args.max_len_ratio is not None and args.max_len_ratio <= 0:
+        raise ValueError(f"--max-len-ratio must be > 0, got {args.max_len_ratio}")
+    check_outputs({"--output": args.output}, {"--input": args.input})
+    if args.output is None:
+        require_stdout("--output FILE")
+    changes: dict[str, Any] = {name: getattr(args, name) for name in ("batch_size", "max_len_ratio", "length_penalty")
+                               if getattr(args, name) is not None}
+    _check_decode_options(changes)
+    device = select_device(args.device, "--device")
+    translator = Translator.from_checkpoint(args.checkpoint, device)
+    translator.decode = dataclasses.replace(translator.decode, **changes)
+    return translator
 
 
 def _check_decode_options(changes: dict[str, Any]) -> None:
@@ -229,6 +195,3 @@ def _interactive(translator: Any, beam: int, nbest: int = 1) -> int:
         results = translator.translate([line], beam_size=beam, nbest=nbest, warn=warn)
         print(_format(index, results[0], nbest), end="", flush=True)
         index += 1
-
-
-# --- evaluate --------------------------------------------------------------------------

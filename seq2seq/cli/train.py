@@ -1,0 +1,71 @@
+"""The ``train`` command (``train.py``): train an encoder-decoder RNN translator, or an RNN
+language model (``data.task: lm``), from a YAML config and dotted overrides.
+
+A user error (a bad config key, a missing file, a run already in ``--out``) ends with one line
+``error: ...`` on stderr and exit status 1 (:mod:`seq2seq.cli.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import run_command
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "dates.yaml"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py", description="Train an encoder-decoder RNN translator, or an RNN language model "
+                                     "(data.task: lm).",
+        epilog="Overrides use dotted names, e.g. train.lr=3e-4 model.cell=gru")
+    p.add_argument("--config", type=Path, default=None,
+                   help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}; "
+                        "with --resume, the run's own config)")
+    p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
+    p.add_argument("--reset-optimizer", action="store_true",
+                   help="with --resume: fresh optimizer and schedule (fine-tuning)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``train`` command: train the config's model into its run directory."""
+    args = parser().parse_intermixed_args(argv)  # overrides may come before and after the options
+    return run_command(lambda: _train(args), _train_errors)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..training.trainer import train
+
+    config_path = _config_path(args)
+    cfg = load_config(config_path, args.overrides)
+    out = args.out or Path("runs") / config_path.stem
+    train(cfg, out, resume=args.resume, overwrite=args.overwrite, reset_optimizer=args.reset_optimizer)
+    return 0
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    """``--config``; else, resuming, the run's own config; else the default."""
+    from ..model.checkpoint import check_regular_files
+    from ..training.rundir import run_config_path
+
+    if args.config is not None:
+        return Path(args.config)
+    if args.resume and args.out is not None and run_config_path(args.out).exists():
+        config_path = run_config_path(args.out)
+        check_regular_files(config_path.parent, (config_path.name,))  # a FIFO would block
+        return config_path
+    return DEFAULT_CONFIG
+
+
+def _train_errors() -> tuple[type[BaseException], ...]:
+    from ..training.loop import TrainError
+
+    return (TrainError,)
+
