@@ -13,17 +13,23 @@ from pathlib import Path
 
 from .errors import run_command
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "dates.yaml"
+EXAMPLES = """examples:
+  python train.py                                    # the shipped default (dates), about a minute on a CPU
+  python train.py --config multi30k_de_en_attention  # a shipped config, by name
+  python train.py --config my.yaml --out runs/mine train.lr=3e-4 model.cell=gru"""
 
 
 def parser() -> argparse.ArgumentParser:
+    from ..config.shipped import top_level_names
+
     p = argparse.ArgumentParser(
         prog="train.py", description="Train an encoder-decoder RNN translator, or an RNN language model "
                                      "(data.task: lm).",
-        epilog="Overrides use dotted names, e.g. train.lr=3e-4 model.cell=gru")
-    p.add_argument("--config", type=Path, default=None,
-                   help=f"YAML config (default: {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}; "
-                        "with --resume, the run's own config)")
+        epilog="Overrides use dotted names and must name a config field.\n\n" + EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help=f"a YAML file, or the name of a shipped config ({', '.join(top_level_names())}); "
+                        "default: dates, or with --resume the run's own config")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
     p.add_argument("--reset-optimizer", action="store_true",
@@ -52,16 +58,17 @@ def _train(args: argparse.Namespace) -> int:
 
 def _config_path(args: argparse.Namespace) -> Path:
     """``--config``; else, resuming, the run's own config; else the default."""
+    from ..config.shipped import default_config, resolve
     from ..model.checkpoint import check_regular_files
     from ..training.rundir import run_config_path
 
     if args.config is not None:
-        return Path(args.config)
+        return resolve(args.config)  # load_config says so if it is neither a file nor a shipped name
     if args.resume and args.out is not None and run_config_path(args.out).exists():
         config_path = run_config_path(args.out)
         check_regular_files(config_path.parent, (config_path.name,))  # a FIFO would block
         return config_path
-    return DEFAULT_CONFIG
+    return default_config()
 
 
 def _train_errors() -> tuple[type[BaseException], ...]:

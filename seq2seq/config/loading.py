@@ -20,6 +20,7 @@ import yaml
 
 from .parsing import MAX_CONFIG_BYTES, ParseError, load_yaml, read_text
 from .sections import SECTIONS, Config, ConfigError, check, excerpt
+from .shipped import resolve, top_level_names
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -105,18 +106,21 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Load ``path`` (YAML) and apply ``section.key=value`` overrides.
+    """Load ``path`` (YAML: a file, or the name of a shipped config such as ``dates``) and apply
+    ``section.key=value`` overrides.
 
     Raises :class:`ConfigError` with a message that names the file and the key.
     """
     raw: dict[str, Any] = {}
-    where = str(path) if path is not None else "<defaults>"
+    where = "<defaults>"
     if path is not None:
-        p = Path(path)
+        p = resolve(path)  # a file, or the name of a shipped config
+        where = str(p)
         try:
             text = read_text(p, MAX_CONFIG_BYTES)
         except FileNotFoundError:
-            raise ConfigError(f"{where}: config file not found") from None
+            names = ", ".join(top_level_names())
+            raise ConfigError(f"{where}: config file not found, nor a shipped config of that name ({names})") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{where}: cannot read config file ({e})") from None
         except ParseError as e:

@@ -65,7 +65,6 @@ from .steps import bench_batches, profile_steps
 from .threshold import default_threshold
 
 ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_CONFIG = ROOT / "configs" / "dates.yaml"
 # --quick: a small dates run that finishes in under 2 minutes on 2 (shared) CPU cores: 5,400
 # training pairs in 85 batches, 3-4 s an epoch; valid exact match passes 20% in about 5 epochs.
 QUICK = ("data.size=6000", "train.batch_size=64", "train.valid_max_sentences=150")
@@ -103,7 +102,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m seq2seq bench", description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Overrides use dotted names, e.g. train.batch_size=256 model.hidden_dim=256")
-    p.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/dates.yaml)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="a YAML config, or a shipped config's name (default: dates)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="sets train.device (default: the config's, normally auto)")
     p.add_argument("--quick", action="store_true", help="a small dates run: under 2 minutes on 2 CPU cores")
@@ -144,7 +144,7 @@ def bench_config(args: argparse.Namespace) -> Config:
     overrides = [*(QUICK if args.quick else ()), *args.overrides]
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
-    return load_config(args.config or DEFAULT_CONFIG, overrides)
+    return load_config(args.config or "dates", overrides)
 
 
 def settings(args: argparse.Namespace, cfg: Config) -> Settings:

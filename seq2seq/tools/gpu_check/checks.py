@@ -26,7 +26,7 @@ CHECK_MODEL = ("data.size=1200", "model.hidden_dim=32", "model.embed_dim=8", "tr
 def _check_config(*overrides: str) -> Any:
     from ...config import load_config
 
-    return load_config(ROOT / "configs" / "dates.yaml", [*CHECK_MODEL, *overrides])
+    return load_config("dates", [*CHECK_MODEL, *overrides])
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
