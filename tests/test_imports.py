@@ -359,3 +359,20 @@ def test_every_module_with_a_main_is_a_command() -> None:
     assert commands <= set(MODULES), f"commands whose module is missing: {sorted(commands - set(MODULES))}"
     with pytest.raises(KeyError):
         command_main("nope")
+
+
+@pytest.mark.parametrize("name", ["train", "translate", "evaluate", "download", "prepare", "sweep", "bench", "plots",
+                                  "results", "average", "serve", "gpu_check", "generate", "ngram"])
+def test_every_command_help_ends_with_example_lines(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.__main__ import COMMANDS, command_main
+
+    assert name in COMMANDS
+    with pytest.raises(SystemExit) as done:
+        command_main(name)(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "\nexamples:\n" in out, out
+    lines = out.split("\nexamples:\n", 1)[1].splitlines()
+    assert lines and all(line.startswith("  ") for line in lines), lines
+    script = {"train": "train.py", "translate": "translate.py"}.get(name, f"-m seq2seq {name}")
+    assert any(script in line for line in lines), lines

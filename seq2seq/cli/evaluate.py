@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..translation.evaluation import DEFAULT_BUCKETS, evaluate_split, format_report
 from .errors import check_positive, require_stdout, run_command
+from .usage import examples
 
 if TYPE_CHECKING:
     from ..translation.translator import Translator
@@ -20,7 +21,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m seq2seq evaluate",
         description="Translate a test set and score it: sacreBLEU BLEU and chrF (with signatures), "
-                    "exact match, and BLEU by source length.")
+                    "exact match, and BLEU by source length.",
+        **examples(
+            "python -m seq2seq evaluate --checkpoint runs/multi30k_de_en_attention --beam 5",
+            "python -m seq2seq evaluate --checkpoint runs/dates --src test.src --ref test.ref --json scores.json",
+        ))
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--split", default=None,
                    help="a split of the checkpoint's corpus (default: its data.test_split)")

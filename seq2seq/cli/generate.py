@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import check_positive, require_stdout, run_command
+from .usage import examples
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +41,11 @@ SAMPLE_BATCH = 1024  # samples drawn in one batch at most (--batch-size)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m seq2seq generate",
-                                description="Sample text from a language model (data.task: lm), or score a file.")
+                                description="Sample text from a language model (data.task: lm), or score a file.",
+        **examples(
+            'python -m seq2seq generate --checkpoint runs/lm/char --prompt "A dog" --num 5 --seed 1',
+            "python -m seq2seq generate --checkpoint runs/lm/char --score captions.txt",
+        ))
     p.add_argument("--checkpoint", type=Path, required=True, help="LM checkpoint directory (or its run directory)")
     p.add_argument("--prompt", default="", help="text the samples continue (default: a new sentence)")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 is greedy (default 1)")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config.parsing import ParseError, bounded_lines
 from .errors import check_positive, require_stdout, run_command
+from .usage import examples
 
 if TYPE_CHECKING:
     from ..translation.translator import Translator
@@ -57,7 +58,11 @@ def _utf8_stdout() -> TextIO:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="translate.py",
-        description="Translate one sentence per line: stdin to stdout by default, in the input's order.")
+        description="Translate one sentence per line: stdin to stdout by default, in the input's order.",
+        **examples(
+            'echo "Ein Hund rennt im Schnee." | python translate.py --checkpoint runs/multi30k_de_en_attention',
+            "python translate.py --checkpoint runs/dates --input dates.txt --output iso.txt --beam 5",
+        ))
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
     p.add_argument("--input", type=Path, default=None, help="input file (default: stdin)")
     p.add_argument("--output", type=Path, default=None, help="output file (default: stdout)")

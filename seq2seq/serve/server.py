@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cli.errors import excerpt, run_command
+from ..cli.usage import examples
 from .batcher import Batcher, Batching, Busy
 from .request import Limits, RequestError, Settings, parse_request, read_body
 
@@ -264,7 +265,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq serve",
-                                description="Serve a checkpoint: an HTTP translation API and a demo page.")
+                                description="Serve a checkpoint: an HTTP translation API and a demo page.",
+        **examples(
+            "python -m seq2seq serve --checkpoint runs/multi30k_de_en_attention --port 8000",
+        ))
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)

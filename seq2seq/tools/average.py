@@ -15,13 +15,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli.errors import run_command
+from ..cli.usage import examples
 from ..model import checkpoint
 from ..model.checkpoint import CheckpointError
 from ..training.averaging import EPOCHS, average, epoch_checkpoints
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq average", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq average", description=__doc__.split("\n\n")[0],
+        **examples(
+            "python -m seq2seq average --run runs/multi30k_de_en --last 5 --out runs/multi30k_de_en/averaged",
+        ))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoints", type=Path, nargs="+", help="checkpoint directories to average")
     src.add_argument("--run", type=Path, help="a run directory whose epochs/ to average (with --last)")

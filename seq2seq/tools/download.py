@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..cli.errors import run_command
+from ..cli.usage import examples
 from ..data.datasets import DATASETS
 
 
@@ -95,7 +96,11 @@ def download(name: str, out: Path, base_url: str | None = None, langs: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq download", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq download", description=__doc__.split("\n\n")[0],
+        **examples(
+            "python -m seq2seq download multi30k",
+            "python -m seq2seq download multi30k --langs de en fr --out corpora/multi30k",
+        ))
     p.add_argument("name", choices=sorted(DATASETS))
     p.add_argument("--out", type=Path, default=None, help="directory (default: data/<name>)")
     p.add_argument("--base-url", default=None, help="where the files are (default: the dataset's public repository)")

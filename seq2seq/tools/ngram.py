@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from ..cli.errors import run_command
+from ..cli.usage import examples
 from ..data.tokenization import EOS
 
 Gram = tuple[int, ...]
@@ -83,7 +84,10 @@ MAX_ORDER = 16  # --order at most: memory grows with it (a 100-gram of Multi30k'
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq ngram",
-                                description="Kneser-Ney n-gram perplexity on an LM config's valid and test text.")
+                                description="Kneser-Ney n-gram perplexity on an LM config's valid and test text.",
+        **examples(
+            "python -m seq2seq ngram --config lm_multi30k_en_char --order 3 5 7",
+        ))
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="an LM config (data.task: lm)")
     source.add_argument("--checkpoint", help="an LM checkpoint or run directory: its config and tokenizer")

@@ -27,6 +27,7 @@ from matplotlib import colormaps, ticker
 from matplotlib.figure import Figure
 
 from ..cli.errors import check_positive, run_command
+from ..cli.usage import examples
 from ..model.seq2seq import Seq2Seq
 from ..training.figures import DPI, alignment_figure
 from ..translation.evaluation import METRIC_NAMES
@@ -285,7 +286,11 @@ def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq plots", description="Plots that need a checkpoint.")
+    p = argparse.ArgumentParser(prog="python -m seq2seq plots", description="Plots that need a checkpoint.",
+        **examples(
+            'python -m seq2seq plots attention --checkpoint runs/attention --text "Ein Hund rennt." --out a.png',
+            'python -m seq2seq plots hidden --checkpoint runs/dates --text "5 March 2021" --out hidden.png',
+        ))
     sub = p.add_subparsers(dest="command", required=True)
     h = sub.add_parser("hidden", help="the encoder's hidden state over a sentence, step by step")
     h.add_argument("--checkpoint", type=Path, required=True, help="checkpoint or run directory")

@@ -18,11 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli.errors import run_command
+from ..cli.usage import examples
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq prepare",
-                                description="Tokenize a corpus once into a store that training streams from.")
+                                description="Tokenize a corpus once into a store that training streams from.",
+        **examples(
+            "python -m seq2seq prepare --config dates --out /data/dates-10m data.size=10000000",
+        ))
     p.add_argument("--config", type=Path, required=True, help="the YAML config whose data section names the corpus")
     p.add_argument("--out", type=Path, required=True, help="the store directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace a store already at --out")

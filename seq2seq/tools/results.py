@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli.errors import run_command
+from ..cli.usage import examples
 from ..config.parsing import ParseError, load_json
 
 
@@ -96,7 +97,10 @@ def table_row(entry: dict[str, Any], test: str, valid: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seq2seq results", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq results", description=__doc__.split("\n\n")[0],
+        **examples(
+            "python -m seq2seq results --run runs/multi30k_de_en_attention --name attention --json results.json",
+        ))
     p.add_argument("--run", type=Path, required=True, help="a finished run directory (best/, metrics.jsonl)")
     p.add_argument("--name", required=True, help="the entry's name, e.g. the recipe")
     p.add_argument("--json", type=Path, required=True, help="the results file to update")

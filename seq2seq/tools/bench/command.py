@@ -54,6 +54,7 @@ from typing import Any
 import torch
 
 from ...cli.errors import run_command
+from ...cli.usage import examples
 from ...config import Config, load_config
 from ...runtime.device import select_device
 from ...training.batches import prepare_data
@@ -101,7 +102,11 @@ def to_json(figures: dict[str, Figure], details: dict[str, Any], cfg: Config, s:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m seq2seq bench", description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Overrides use dotted names, e.g. train.batch_size=256 model.hidden_dim=256")
+        **examples(
+            "python -m seq2seq bench --quick",
+            "python -m seq2seq bench --config multi30k_de_en --device cpu --repeats 3 --json bench.json",
+            note="Overrides use dotted names, e.g. train.batch_size=256 model.hidden_dim=256",
+        ))
     p.add_argument("--config", type=Path, default=None,
                    help="a YAML config, or a shipped config's name (default: dates)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,

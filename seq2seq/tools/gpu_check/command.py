@@ -33,6 +33,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...cli.usage import examples
 from .parts import RECIPE, cuda_checks, decode, environment, recipe, train_throughput
 from .report import Report, say
 
@@ -43,7 +44,11 @@ PARTS = ("cuda_checks", "train_throughput", "recipe", "decode")  # after the env
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m seq2seq gpu_check", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m seq2seq gpu_check", description=__doc__.split("\n\n")[0],
+        **examples(
+            "python -m seq2seq gpu_check --out gpu_report --data data/multi30k",
+            "python -m seq2seq gpu_check --out /tmp/dry --device cpu --tiny",
+        ))
     p.add_argument("--out", type=Path, required=True, help="the report folder (report.json, report.md, logs)")
     p.add_argument("--data", default=None, help="Multi30k folder, {train,val,test_2016_flickr}.{de,en}.gz "
                                                 "(default: the recipe's data.path)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...cli.errors import run_command
+from ...cli.usage import examples
 from ...config import ConfigError
 from ...training.loop import TrainError
 from .comparison import make_plots, seed_plot, seed_rows, write_table
@@ -68,7 +69,11 @@ def _write_results(rows: list[dict[str, Any]], out: Path, plot: Callable[[], obj
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq sweep",
-                                description="Train the variants of a sweep file and compare them.")
+                                description="Train the variants of a sweep file and compare them.",
+        **examples(
+            "python -m seq2seq sweep configs/sweeps/dates.yaml --quick",
+            "python -m seq2seq sweep configs/sweeps/addition.yaml --jobs 2 --seeds 1 2 3",
+        ))
     p.add_argument("sweep", type=Path, help="sweep YAML, e.g. configs/sweeps/addition.yaml")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/sweeps/<name>)")
     p.add_argument("--quick", action="store_true", help="apply the sweep's quick: overrides (fewer epochs)")
