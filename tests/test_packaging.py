@@ -59,3 +59,24 @@ def test_load_config_takes_a_shipped_name() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("nope")
     assert str(info.value).startswith("nope: config file not found, nor a shipped config of that name (")
+
+
+@pytest.mark.smoke  # a short training run
+def test_a_run_first_names_its_config_its_folder_and_how_to_watch_it(
+        tmp_path: Path, tiny_overrides: tuple[str, ...], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from seq2seq.cli.train import main as train_main
+
+    run = tmp_path / "run"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert train_main(["--out", str(run), *tiny_overrides, "train.epochs=1"]) == 0
+    first = capsys.readouterr().out.splitlines()[:4]
+    assert first[:3] == [f"config: {ROOT / 'configs' / 'dates.yaml'}", f"run folder: {run}",
+                         f"watch it: tail -f {run / 'metrics.jsonl'}"]
+    assert first[3].startswith("# resolved config")
+    from seq2seq.cli.train import announce
+    from seq2seq.config import load_config
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert announce(Path("c.yaml"), run, load_config("dates"))[3] == (
+        f"W&B logs offline into {run / 'wandb'}; `wandb sync {run / 'wandb'}/offline-run-*` uploads them")

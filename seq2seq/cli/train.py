@@ -8,10 +8,15 @@ A user error (a bad config key, a missing file, a run already in ``--out``) ends
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import run_command
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 EXAMPLES = """examples:
   python train.py                                    # the shipped default (dates), about a minute on a CPU
@@ -52,8 +57,23 @@ def _train(args: argparse.Namespace) -> int:
     config_path = _config_path(args)
     cfg = load_config(config_path, args.overrides)
     out = args.out or Path("runs") / config_path.stem
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        print("\n".join(announce(config_path, out, cfg)), flush=True)
     train(cfg, out, resume=args.resume, overwrite=args.overwrite, reset_optimizer=args.reset_optimizer)
     return 0
+
+
+def announce(config_path: Path, out: Path, cfg: Config) -> list[str]:
+    """A run's first lines: its config file, its folder, and how to watch it."""
+    from ..training.tracking import METRICS_FILE, wandb_mode
+
+    lines = [f"config: {config_path}", f"run folder: {out}", f"watch it: tail -f {out / METRICS_FILE}"]
+    mode = wandb_mode(cfg.tracking)
+    if mode == "online":
+        lines.append(f"or in W&B: project {cfg.tracking.project} (wandb prints the run's link as it starts)")
+    elif mode == "offline":
+        lines.append(f"W&B logs offline into {out / 'wandb'}; `wandb sync {out / 'wandb'}/offline-run-*` uploads them")
+    return lines
 
 
 def _config_path(args: argparse.Namespace) -> Path:

@@ -16,8 +16,9 @@ earlier results stay), and prints the medians and ratios. With ``--before REV`` 
     python docs/bench/multi30k_speed/run.py --train-steps 150 [--rounds 3]
 
 instead times real training: ``train.py`` with the recipe for that many steps (a metrics
-record every 25), before in fp32 (``train.bf16=false``; 7b491be trained in fp32 on the CPU)
-and now with its defaults (bf16 here), alternating. A run's figure is the median of its
+record every 25), before in fp32 (``train.bf16=false``; 7b491be trained in fp32 on the CPU;
+another ``--before`` commit trains with its own defaults) and now with its defaults (bf16
+here), alternating. A run's figure is the median of its
 records' tokens/s, the first record (the warm-up: new shapes, a growing heap) left out.
 Writes train_summary.json.
 """
@@ -56,10 +57,10 @@ def bench(code: Path, config: Path, data: Path, out: Path) -> dict[str, float]:
     return {k: figures[f"train_tokens_per_s_{k}"]["value"] for k in ("bf16", "fp32")}
 
 
-def train(code: Path, config: Path, data: Path, out: Path, steps: int, before: bool) -> dict[str, Any]:
+def train(code: Path, config: Path, data: Path, out: Path, steps: int, fp32: bool) -> dict[str, Any]:
     cmd = [sys.executable, "train.py", "--config", str(config), "--out", str(out), f"data.path={data}",
            f"train.max_steps={steps}", "train.log_every=25", "train.valid_max_sentences=100",
-           "tracking.wandb=disabled", *(["train.bf16=false"] if before else [])]
+           "tracking.wandb=disabled", *(["train.bf16=false"] if fp32 else [])]
     subprocess.run(cmd, cwd=code, env=clean_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rates = [r["train/tokens_per_s"] for r in records if "train/tokens_per_s" in r][1:]  # the first: warm-up
@@ -91,7 +92,8 @@ def main() -> None:
                 for name, code, config in (("old", old, old_config), ("new", ROOT, CONFIG)):
                     result: dict[str, Any]
                     if args.train_steps:
-                        result = train(code, config, data, Path(tmp) / f"{name}.{r}", args.train_steps, name == "old")
+                        result = train(code, config, data, Path(tmp) / f"{name}.{r}", args.train_steps,
+                                       fp32=name == "old" and args.before == BEFORE)
                     else:
                         result = bench(code, config, data, HERE / f"{prefix}{name}.{r}.json")
                     runs[name].append(result)
@@ -101,9 +103,12 @@ def main() -> None:
     summary: dict[str, Any]
     if args.train_steps:
         med = {n: statistics.median(x["tokens_per_s"] for x in v) for n, v in runs.items()}
+        old_name = "before_fp32" if args.before == BEFORE else "before_default"
         summary = {"command": f"train.py --config configs/multi30k_de_en.yaml train.max_steps={args.train_steps}",
-                   "median_tokens_per_s": {"before_fp32": med["old"], "now_default": med["new"]},
-                   "now_vs_before": med["new"] / med["old"], "runs": runs}
+                   "before": args.before, "median_tokens_per_s": {old_name: med["old"], "now_default": med["new"]},
+                   "now_vs_before": med["new"] / med["old"],
+                   "per_round_now_vs_before": [n["tokens_per_s"] / o["tokens_per_s"]
+                                               for o, n in zip(runs["old"], runs["new"])], "runs": runs}
     else:
         med = {f"{n}_{k}": statistics.median(x[k] for x in v) for n, v in runs.items() for k in ("bf16", "fp32")}
         summary = {"before": args.before, "medians_tokens_per_s": med, "runs": runs,
