@@ -98,7 +98,7 @@ def tiny_attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_con
 
 
 # --- test tiers ---------------------------------------------------------------------------
-# Every test is in exactly one tier (README, "Tests"):
+# Every test is in exactly one tier (docs/getting-started.md, "Tests"):
 #   unit    in-process and quick: no training run of its own (reading the session's tiny
 #           trained_run is fine), no command's main([...]), no subprocess.
 #           The default: a test with no tier marker is marked unit here.

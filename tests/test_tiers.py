@@ -1,4 +1,4 @@
-"""The test tiers (unit, smoke, learns; see conftest.py and the README): registered, and every
+"""The test tiers (unit, smoke, learns; see conftest.py and docs/getting-started.md): registered, and every
 test in exactly one."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 An RNN training step on the CPU is thousands of short parallel regions (a matrix product or
 an elementwise op each). Between them the OpenMP threads wait, and how they wait decides the
-speed (2-core Zen 5, the Multi30k recipe's bf16 step; README "Precision, threads and batches on the CPU"):
+speed (2-core Zen 5, the Multi30k recipe's bf16 step; docs/training.md, "Threads"):
 
 * Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) costs a wake-up per region: on the idle
   machine two threads ran at 3,665 target tokens/s, one at 3,130.

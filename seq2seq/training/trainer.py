@@ -11,7 +11,7 @@ A step with a NaN/inf loss or gradient is skipped; weights that became NaN/inf a
 the run before anything is validated or saved (:mod:`seq2seq.training.guard`), so ``best/``
 and ``last/`` only ever hold finite weights.
 
-Two ways to scale, both without changing that loop (the README's "Scaling up" section has the commands):
+Two ways to scale, both without changing that loop (docs/scaling.md has the commands):
 
 * Several GPUs or nodes: under ``torchrun`` this process is one rank of a data-parallel
   run (:mod:`seq2seq.runtime.distributed`). Each rank trains on its share of every global batch of
