@@ -23,16 +23,27 @@ that fails is recorded as failed without stopping the others:
 
 Everything goes to ``--out``: ``report.json`` (all figures, the goals and whether each was
 met) and ``report.md`` (the same as tables), the run directory and each part's log.
+
+A report says only what this run measured. ``--out`` may be a new or empty folder, or one that
+holds an earlier report: that report and the files of its parts (:data:`OUTPUTS`) are replaced
+at the start, and nothing else in the folder is touched. A part that did not run reads as
+``skipped`` (with why), one that a signal ended as ``stopped``; decode runs only on the
+checkpoint this run's recipe trained. Goals are judged (``met``) only on CUDA and not for a
+``--tiny`` run: elsewhere the figures are shown, ``met`` is None and ``not_judged`` says why.
+Paths are absolute before any part runs (the recipe trains in a subprocess in the repository).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ...cli.errors import check_positive, run_command
 from ...cli.usage import examples
 from .parts import RECIPE, cuda_checks, decode, environment, recipe, train_throughput
 from .report import Report, say
@@ -41,6 +52,7 @@ TINY = ("data.source=dates", "data.tokenizer=char", "data.size=400", "model.hidd
         "train.epochs=2", "train.log_every=2", "decode.batch_size=64", "train.valid_max_sentences=40",
         "train.batch_size=32")
 PARTS = ("cuda_checks", "train_throughput", "recipe", "decode")  # after the environment, each may be skipped
+OUTPUTS = ("report.md", "recipe", "recipe.log", "cuda_checks", "cuda_checks.log")  # besides report.json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -58,15 +70,48 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 128 512 2048 (--tiny: 16 32)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per batch size (default 30, --tiny 3)")
     p.add_argument("--skip", action="append", default=[], choices=PARTS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # absolute now: the recipe's train.py runs with the repository as its working directory
+    args.out = Path(os.path.abspath(args.out))
+    args.data = os.path.abspath(args.data) if args.data else None
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """A user error (one line) for options that make no sense together or out of range."""
+    t = args.recipe_timeout
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"--recipe-timeout must be a positive number of seconds, got {t}")
+    check_positive(args, "steps")
+    if args.batch_sizes and min(args.batch_sizes) < 1:
+        raise ValueError(f"--batch-sizes must each be >= 1, got {min(args.batch_sizes)}")
+    if args.tiny and args.data:
+        raise ValueError("--data has no use with --tiny (its model trains on the dates corpus); drop one")
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"{args.out}: exists and is not a folder; choose another --out")
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "report.json").is_file():
+        raise ValueError(f"{args.out}: exists and is not a gpu_check report folder; choose another --out")
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove what an earlier run left in ``out`` (its report, :data:`OUTPUTS`), so that no
+    figure of it can be read as this run's. Called once the new report.json has replaced the old
+    one, so the folder reads as a report folder throughout."""
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "report.json").exists():
-        print(f"error: {args.out}: exists and is not a gpu_check report folder; choose another --out",
-              file=sys.stderr)
-        return 1
+    return run_command(lambda: _check(args))
+
+
+def _check(args: argparse.Namespace) -> int:
+    check_args(args)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["WANDB_MODE"] = "disabled"
     overrides = [*(TINY if args.tiny else ()), *([f"data.path={args.data}"] if args.data else []),
@@ -75,16 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = args.steps or (3 if args.tiny else 30)
     report = Report(args.out, {"device": args.device, "tiny": args.tiny, "data": args.data, "batch_sizes": sizes,
                                "steps": steps, "recipe": RECIPE, "overrides": overrides})
+    report.save()  # replaces an earlier report.json; then the rest of that report goes
+    clear_outputs(args.out)
     report.part("environment", lambda: environment(args.device))
     todo = [n for n in PARTS if n not in args.skip]
-    if "cuda_checks" in todo:
-        report.part("cuda_checks", lambda: cuda_checks(args.out, args.device))
-    if "train_throughput" in todo:
-        report.part("train_throughput", lambda: train_throughput(overrides, sizes, steps, args.device))
-    if "recipe" in todo:
-        report.part("recipe", lambda: recipe(args.out, overrides, args.recipe_timeout))
-    if "decode" in todo and (args.out / "recipe" / "best").is_dir():
-        report.part("decode", lambda: decode(args.out / "recipe", args.device, 5))
+    for name in PARTS:
+        if name not in todo:
+            report.skipped(name, "--skip")
+        elif name == "cuda_checks":
+            report.part(name, lambda: cuda_checks(args.out, args.device))
+        elif name == "train_throughput":
+            report.part(name, lambda: train_throughput(overrides, sizes, steps, args.device))
+        elif name == "recipe":
+            report.part(name, lambda: recipe(args.out, overrides, args.recipe_timeout))
+        elif report.data["parts"]["recipe"]["status"] != "ok":  # decode: only this run's checkpoint
+            report.skipped(name, f"no checkpoint of this run (recipe {report.data['parts']['recipe']['status']})")
+        else:
+            report.part(name, lambda: decode(args.out / "recipe", args.device, 5))
     failed = [n for n, v in report.data["parts"].items() if v["status"] == "failed"]
     say(f"report in {args.out / 'report.md'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

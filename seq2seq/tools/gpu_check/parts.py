@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,21 +113,51 @@ def train_throughput(overrides: Sequence[str], batch_sizes: Sequence[int], steps
 
 
 def recipe(out: Path, overrides: Sequence[str], timeout: float) -> dict[str, Any]:
-    """The recipe trained to its end in a subprocess, stopped by SIGTERM at ``timeout`` s."""
+    """The recipe trained to its end in a subprocess, stopped by SIGTERM at ``timeout`` s.
+    Its run folder is new (one an earlier check left is removed first), so every figure is this
+    run's. SIGTERM or Ctrl-C to the check is passed on to train.py, which saves ``last/``; the
+    check waits for it (at most :data:`STOP_WAIT` s, then kills it) and re-raises with the
+    figures so far as the exception's ``figures``: no train.py outlives the check."""
     run, log = out / "recipe", out / "recipe.log"
+    if run.is_dir():
+        shutil.rmtree(run)
     cmd = [sys.executable, "train.py", "--config", RECIPE, "--out", str(run), "--overwrite",
            "train.progress=false", "tracking.wandb=disabled", "train.keep_checkpoints=0", *overrides]
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
         try:
-            status = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGTERM)  # saves last/; best/ is what was reached
-            status = proc.wait(timeout=120)
-    wall = time.perf_counter() - start
+            try:
+                status = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)  # saves last/; best/ is what was reached
+                status = proc.wait(timeout=STOP_WAIT)
+        except BaseException as e:  # a signal to the check (or a stop that hung): the child goes too
+            _stop(proc, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
+            e.figures = _recipe_figures(cmd, run, log, proc.returncode, time.perf_counter() - start)  # type: ignore[attr-defined]
+            raise
+    figures = _recipe_figures(cmd, run, log, status, time.perf_counter() - start)
     if not (run / "best").is_dir():
         raise RuntimeError(f"training wrote no checkpoint (exit status {status}); see {log}")
+    return figures
+
+
+STOP_WAIT = 120.0  # seconds train.py has to save last/ after SIGTERM, before it is killed
+
+
+def _stop(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """End ``proc``: ``signum`` (if it still runs), :data:`STOP_WAIT` s to exit, then SIGKILL."""
+    try:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+            proc.wait(timeout=STOP_WAIT)
+    finally:  # a second signal, or the wait ran out
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _recipe_figures(cmd: Sequence[str], run: Path, log: Path, status: int | None, wall: float) -> dict[str, Any]:
     records = read_metrics(run)
     epochs = [r for r in records if "valid/bleu" in r]
     hit = first_crossing(epochs, "valid/bleu", REFERENCE_BLEU)

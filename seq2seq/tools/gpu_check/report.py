@@ -1,5 +1,9 @@
 """The GPU check's report: each part's figures as they come, the goals and whether each was
-met, written whole after each part as ``report.json`` and ``report.md``."""
+met, written whole after each part as ``report.json`` and ``report.md``.
+
+A part's status is ``ok``, ``failed``, ``skipped`` (it measured nothing: ``skipped`` says why)
+or ``stopped`` (SIGTERM or Ctrl-C ended it; the check then ends). Goals are judged only where
+they are meant to be, on CUDA and not in a ``--tiny`` run."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...cli.errors import Terminated
 from ..markdown import markdown_table
 
 GOALS = {  # on one H100/H200
@@ -41,26 +46,54 @@ class Report:
         result: dict[str, Any] | None = None
         entry: dict[str, Any]
         try:
-            result = entry = {"status": "ok", **fn()}
+            figures = fn()
+            result = entry = {"status": "skipped" if "skipped" in figures else "ok", **figures}
+        except (KeyboardInterrupt, Terminated) as e:  # recorded, then the check ends
+            entry = {"status": "stopped", "stopped_by": "SIGTERM" if isinstance(e, Terminated) else "SIGINT",
+                     **getattr(e, "figures", {})}
+            self._record(name, entry, start)
+            raise
         except Exception as e:  # noqa: BLE001 - recorded; the other parts still run
             entry = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000],
                      "traceback": traceback.format_exc()[-4000:]}
+        self._record(name, entry, start)
+        return result
+
+    def skipped(self, name: str, why: str) -> None:
+        """Record part ``name`` as not run, and why."""
+        self._record(name, {"status": "skipped", "skipped": why}, time.perf_counter())
+
+    def _record(self, name: str, entry: dict[str, Any], start: float) -> None:
         entry["seconds"] = round(time.perf_counter() - start, 1)
         self.data["parts"][name] = entry
-        say(f"{name}: {entry['status']} ({entry['seconds']} s)")
+        say(f"{name}: {entry['status']} ({entry['seconds']} s)" + (f": {entry['skipped']}" if "skipped" in entry
+                                                                    else ""))
         self.save()
-        return result
 
     def save(self) -> None:
         from ...model.checkpoint import write_atomic
 
-        self.data["goals"] = goals(self.data["parts"])
+        self.data["goals"] = goals(self.data["parts"], not_judged(self.data["settings"], self.data["parts"]))
         write_atomic(self.out / "report.json", (json.dumps(self.data, indent=2) + "\n").encode("utf-8"))
         write_atomic(self.out / "report.md", markdown(self.data).encode("utf-8"))
 
 
-def goals(parts: dict[str, Any]) -> dict[str, Any]:
-    """Each goal (:data:`GOALS`) with the measured figure and whether it was met (None: not measured)."""
+def not_judged(settings: dict[str, Any], parts: dict[str, Any]) -> str | None:
+    """Why this run's figures cannot be held against :data:`GOALS` (set for one H100/H200, the
+    recipe at full size), or None: they can."""
+    if settings.get("tiny"):
+        return "a --tiny dry run"
+    env = parts.get("environment", {})
+    if env.get("status") != "ok":
+        return "the device is unknown (environment did not run)"
+    if env.get("device", {}).get("type") != "cuda":
+        return f"device is {env.get('device', {}).get('type')}, the goals are for a GPU"
+    return None
+
+
+def goals(parts: dict[str, Any], not_judged: str | None = None) -> dict[str, Any]:
+    """Each goal (:data:`GOALS`) with the measured figure and whether it was met (None: not
+    measured, or ``not_judged`` gives why it is not held against the goal)."""
     def get(part: str, *keys: str) -> Any:
         value: Any = parts.get(part, {})
         for key in keys:
@@ -77,7 +110,9 @@ def goals(parts: dict[str, Any]) -> dict[str, Any]:
     }
     lower = {"seconds_to_reference_bleu", "recipe_seconds"}
     return {k: {"goal": g, "measured": measured[k],
-                "met": None if measured[k] is None else (measured[k] <= g if k in lower else measured[k] >= g)}
+                "met": None if measured[k] is None or not_judged else (
+                    measured[k] <= g if k in lower else measured[k] >= g),
+                **({"not_judged": not_judged} if not_judged and measured[k] is not None else {})}
             for k, g in GOALS.items()}
 
 
@@ -105,12 +140,17 @@ def markdown(data: dict[str, Any]) -> str:
     for name, p in parts.items():
         if p["status"] == "failed":
             lines += ["", f"**{name} failed:** `{p['error'][:500]}`"]
+        elif p["status"] == "skipped":
+            lines += ["", f"{name} skipped: {p['skipped']}"]
+        elif p["status"] == "stopped":
+            lines += ["", f"**{name} stopped** by {p['stopped_by']}; the check ended there"]
     return "\n".join(lines) + "\n"
 
 
 def _goal_rows(goal_data: dict[str, Any]) -> list[tuple[str, ...]]:
     met = {True: "yes", False: "no", None: "not measured"}
-    return [(name, f"{g['goal']:,}", str(g["measured"]) if g["measured"] is not None else "-", met[g["met"]])
+    return [(name, f"{g['goal']:,}", str(g["measured"]) if g["measured"] is not None else "-",
+             f"not judged ({g['not_judged']})" if g.get("not_judged") else met[g["met"]])
             for name, g in goal_data.items()]
 
 
