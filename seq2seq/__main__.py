@@ -10,6 +10,7 @@ run's process-wide settings: the library itself changes nothing when imported.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -58,7 +59,15 @@ def usage() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # the reader went away (``--help | head -1``): stop quietly, as run_command does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe
+        return 0
+
+
+def dispatch(args: list[str]) -> int:
+    """``--help``, or the command ``args[0]`` with the rest of ``args``."""
     if args[:1] in (["-h"], ["--help"]):
         print(usage())
         return 0

@@ -376,3 +376,15 @@ def test_every_command_help_ends_with_example_lines(name: str, capsys: pytest.Ca
     assert lines and all(line.startswith("  ") for line in lines), lines
     script = {"train": "train.py", "translate": "translate.py"}.get(name, f"-m seq2seq {name}")
     assert any(script in line for line in lines), lines
+
+
+@pytest.mark.smoke  # a fresh interpreter
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"]], ids=" ".join)
+def test_help_into_a_closed_pipe_is_no_traceback(args: list[str]) -> None:
+    """``python -m seq2seq --help | head -1``: the reader closes the pipe before the help is written."""
+    done = subprocess.Popen([sys.executable, "-m", "seq2seq", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert done.stdout is not None and done.stderr is not None
+    done.stdout.close()  # before the interpreter has started, let alone written
+    err = done.stderr.read().decode()
+    assert done.wait(timeout=120) == 0 and "Traceback" not in err, err
