@@ -398,3 +398,24 @@ def test_results_scores_another_checkpoint_of_the_run(trained_run: Path, tmp_pat
     capsys.readouterr()
     assert results.main([*argv, "--checkpoint", "../elsewhere"]) == 1
     assert "--checkpoint must name a checkpoint folder inside --run" in capsys.readouterr().err
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("beam", ["0", "-2"])
+def test_results_refuses_a_beam_it_would_not_use(trained_run: Path, tmp_path: Path, beam: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A beam under 1 would decode with the checkpoint's own beam yet be recorded as given: refused
+    in one line, nothing written; a translator refuses it too, so no caller records a beam it did not use."""
+    from seq2seq.tools import results
+
+    out = tmp_path / "results.json"
+    argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--beam", beam]
+    assert _one_line_error(capsys, results.main(argv)) == f"error: --beam must be >= 1, got {beam}"
+    assert not out.exists()
+    translator = Translator.from_checkpoint(trained_run / "best")
+    for call in (lambda: translator.translate_best(["1999/01/02"], beam_size=int(beam)),
+                 lambda: translator.translate(["1999/01/02"], beam_size=int(beam))):
+        with pytest.raises(ValueError, match=f"beam size must be >= 1, got {beam}"):
+            call()
+    with pytest.raises(ValueError, match="beam size must be >= 1"):
+        results.score_run(trained_run, int(beam))
