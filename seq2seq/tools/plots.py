@@ -45,11 +45,19 @@ def _color(i: int) -> Any:
     return colormaps["tab10"](i % 10)
 
 
+def save_figure(fig: Figure, out: Path, dpi: float | None = DPI) -> None:
+    """Write ``fig`` to exactly ``out``: in the format its suffix names (``.pdf``, ``.svg``, ...),
+    else PNG (matplotlib alone would write ``a7`` to ``a7.png``, and refuse ``fig.v2``)."""
+    suffix = out.suffix[1:].lower()
+    fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format=fmt, **({} if dpi is None else {"dpi": dpi}))
+
+
 def _save(fig: Figure, out: Path, title: str) -> None:
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
+    save_figure(fig, out)
 
 
 def _log_y(ax: Any) -> None:
@@ -243,7 +251,7 @@ def hidden_states(checkpoint_dir: Path, text: str, out: Path, *, unit: int | Non
     line.tick_params(labelbottom=True)  # tokens under both panels
     fig.colorbar(image, ax=[line, heat], label=f"{state} state (heatmap)", fraction=0.03, pad=0.01)
     fig.suptitle(f"{cfg.model.cell.upper()} encoder {state} state over {text!r}", fontsize=12)
-    fig.savefig(out, dpi=DPI)
+    save_figure(fig, out)
     return unit
 
 
@@ -257,8 +265,7 @@ def attention(checkpoint_dir: Path, text: str, out: Path, *, beam_size: int | No
         raise ValueError(f"{checkpoint_dir}: this model has no attention (model.attention: none)")
     a = translator.alignment(text, beam_size=beam_size)
     fig = alignment_figure(a.source, a.target, a.weights, f"{text}\n→ {a.text}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    save_figure(fig, out, dpi=None)
     return a.text
 
 
