@@ -51,7 +51,10 @@ def save_figure(fig: Figure, out: Path, dpi: float | None = DPI) -> None:
     suffix = out.suffix[1:].lower()
     fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format=fmt, **({} if dpi is None else {"dpi": dpi}))
+    if dpi is None:
+        fig.savefig(out, format=fmt)
+    else:
+        fig.savefig(out, format=fmt, dpi=dpi)
 
 
 def _save(fig: Figure, out: Path, title: str) -> None:
