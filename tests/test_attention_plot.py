@@ -73,3 +73,20 @@ def test_validation_logs_alignments_to_wandb(attention_run: Path, tiny_config: A
     assert len(images) == 1 and images[0].image.size[0] > 100
     tracker.run = None
     tracker.finish()
+
+
+@pytest.mark.parametrize("name", ["a7", "fig.v2", "plot.PNG"])
+def test_each_plot_writes_the_file_it_names(name: str, attention_run: Path, trained_run: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--out without a known image suffix is still the file written (a PNG), and the name printed."""
+    evaluation = tmp_path / "e.json"
+    evaluation.write_text('{"buckets": [{"label": "1-8", "n": 3, "bleu": 30.0}]}')
+    for command, argv in (("attention", ["--checkpoint", str(attention_run), "--text", "May 1 2000"]),
+                          ("hidden", ["--checkpoint", str(trained_run), "--text", "May 1 2000"]),
+                          ("by-length", ["--eval", f"a={evaluation}"])):
+        out = tmp_path / command / name
+        out.parent.mkdir()
+        assert main([command, *argv, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().out.startswith(f"wrote {out}")
+        assert [p.name for p in out.parent.iterdir()] == [name], command
+        assert out.read_bytes()[:4] == b"\x89PNG", command

@@ -398,3 +398,69 @@ def test_results_scores_another_checkpoint_of_the_run(trained_run: Path, tmp_pat
     capsys.readouterr()
     assert results.main([*argv, "--checkpoint", "../elsewhere"]) == 1
     assert "--checkpoint must name a checkpoint folder inside --run" in capsys.readouterr().err
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("beam", ["0", "-2"])
+def test_results_refuses_a_beam_it_would_not_use(trained_run: Path, tmp_path: Path, beam: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A beam under 1 would decode with the checkpoint's own beam yet be recorded as given: refused
+    in one line, nothing written; a translator refuses it too, so no caller records a beam it did not use."""
+    from seq2seq.tools import results
+
+    out = tmp_path / "results.json"
+    argv = ["--run", str(trained_run), "--name", "tiny", "--json", str(out), "--beam", beam]
+    assert _one_line_error(capsys, results.main(argv)) == f"error: --beam must be >= 1, got {beam}"
+    assert not out.exists()
+    translator = Translator.from_checkpoint(trained_run / "best")
+    for call in (lambda: translator.translate_best(["1999/01/02"], beam_size=int(beam)),
+                 lambda: translator.translate(["1999/01/02"], beam_size=int(beam))):
+        with pytest.raises(ValueError, match=f"beam size must be >= 1, got {beam}"):
+            call()
+    with pytest.raises(ValueError, match="beam size must be >= 1"):
+        results.score_run(trained_run, int(beam))
+
+
+@pytest.mark.parametrize("text, says", [
+    ('{"buckets": 5}', "buckets must be a list"),
+    ('{"buckets": [{"label": "1-8", "bleu": 3.0}]}', "buckets[0]: no n"),
+    ('{"buckets": [{"label": "1-8", "n": 3}]}', "buckets[0]: no bleu"),
+    ('{"buckets": [{"label": 7, "n": 3, "bleu": 3.0}]}', "buckets[0]: label must be a string"),
+    ('{"buckets": [{"label": "1-8", "n": "3", "bleu": 3.0}]}', "buckets[0]: n must be a whole number"),
+    ('{"buckets": [{"label": "1-8", "n": 3, "bleu": [1]}]}', "buckets[0]: bleu must be a number"),
+    ('{"buckets": [{"label": "1-8", "n": 3, "bleu": true}]}', "buckets[0]: bleu must be a number"),
+    ('{"buckets": ["1-8"]}', "buckets[0]: must be an object"),
+    ('{"nothing": 1}', "no buckets"),
+    ("[1, 2]", "no entry named 'a'"),
+    ('[{"name": "a", "test_split": ["x"]}]', "test_split"),
+    ('[{"name": "a", "test_split": "t", "t": {"greedy": 3}}]', "no buckets"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"buckets": [' + "[" * 70 + "]" * 70 + "]}", "nested too deeply"),
+    ("{broken", "not valid JSON"),
+    (b"\xff\xfe{}", "not UTF-8"),
+])
+def test_by_length_refuses_malformed_json_in_one_line(text: str | bytes, says: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.tools.plots import main as plots_main
+
+    path = tmp_path / "e.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    png = tmp_path / "len.png"
+    msg = _one_line_error(capsys, plots_main(["by-length", "--eval", f"a={path}", "--out", str(png)]))
+    assert msg.startswith(f"error: {path}: ") and says in msg, msg
+    assert not png.exists()
+
+
+def test_by_length_refuses_a_file_that_is_not_a_regular_file(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A FIFO would block the read forever, /dev/zero would never end."""
+    import os
+
+    from seq2seq.tools.plots import main as plots_main
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        argv = ["by-length", "--eval", f"a={path}", "--out", str(tmp_path / "p.png")]
+        msg = _one_line_error(capsys, plots_main(argv))
+        assert msg.startswith(f"error: {path}: "), msg

@@ -66,7 +66,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
     pairs, name = _pairs(args, translator)
-    beam = args.beam or translator.decode.beam_size
+    beam = translator.beam_size(args.beam)
     if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
         edges = " ".join(map(str, args.buckets))
         raise ValueError(f"--buckets must be increasing positive word counts, got {edges}")

@@ -88,7 +88,7 @@ def _translate(args: argparse.Namespace) -> int:
     from .outputs import open_output
 
     translator = _load(args)
-    beam = args.beam or translator.decode.beam_size
+    beam = translator.beam_size(args.beam)
     if args.nbest > beam:
         raise ValueError(f"--nbest ({args.nbest}) must not exceed the beam size ({beam})")
 

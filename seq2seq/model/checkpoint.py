@@ -119,6 +119,11 @@ def resolve(path: str | Path) -> Path:
     return p
 
 
+def is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is itself a checkpoint directory (a run directory holding ``best/`` is not)."""
+    return Path(path).is_dir() and (Path(path) / MODEL_FILE).is_file()
+
+
 def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
     """The name of the first floating-point tensor holding NaN or inf, or ``None`` when all are
     finite. One host synchronisation; the tensors must be on one device."""
@@ -158,8 +163,16 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any
 def save(directory: str | Path, *, config: Config, model: nn.Module, src_tok: Tokenizer,
          tgt_tok: Tokenizer, trainer_tensors: dict[str, torch.Tensor] | None = None,
          trainer_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint atomically: ``directory.tmp`` -> fsync -> rename over ``directory``."""
+    """Write a checkpoint atomically: ``directory.tmp`` -> fsync -> rename over ``directory``.
+
+    ``directory`` may be new, empty or a checkpoint; anything else there (a run directory, a
+    folder of other files, a file) is refused and left as it is. A symbolic link is followed:
+    the checkpoint it names is replaced, the link kept."""
     final = Path(directory)
+    if final.is_symlink():
+        final = final.resolve()
+    if final.exists() and not is_checkpoint(final) and not (final.is_dir() and not any(final.iterdir())):
+        raise CheckpointError(f"{final}: not saved: it exists and is not a checkpoint (nothing replaced)")
     tmp = final.parent / f"{final.name}.tmp"
     old = final.parent / f"{final.name}.old"
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

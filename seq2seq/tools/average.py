@@ -21,6 +21,29 @@ from ..model.checkpoint import CheckpointError
 from ..training.averaging import EPOCHS, average, epoch_checkpoints
 
 
+def check_out(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an ``--out`` that would destroy anything but a checkpoint: one that is, holds or lies
+    inside an input (paths compared resolved, links followed; a run directory given as an input
+    counts with everything in it; ``OUT.tmp`` and ``OUT.old``, which saving replaces, too), or
+    that is neither new, nor an empty folder, nor a checkpoint."""
+    target = out.resolve()
+    for given in inputs:
+        for name in (Path(given).resolve(), checkpoint.resolve(given).resolve()):  # a run: also its best/
+            for where in (target, target.with_name(target.name + ".tmp"), target.with_name(target.name + ".old")):
+                if where == name:
+                    raise ValueError(f"--out {out}: is one of the checkpoints being averaged ({given}); "
+                                     "write it elsewhere")
+                if name.is_relative_to(where):
+                    raise ValueError(f"--out {out}: holds the checkpoints being averaged ({given}); "
+                                     "write it elsewhere")
+                if where.is_relative_to(name):
+                    raise ValueError(f"--out {out}: lies inside a checkpoint being averaged ({given}); "
+                                     "write it elsewhere")
+    if target.exists() and not checkpoint.is_checkpoint(target) and not (target.is_dir() and not any(target.iterdir())):
+        raise ValueError(f"--out {out}: exists and is not a checkpoint (nor an empty folder); "
+                         "averaging replaces --out whole, so write it elsewhere")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seq2seq average", description=__doc__.split("\n\n")[0],
         **examples(
@@ -30,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--checkpoints", type=Path, nargs="+", help="checkpoint directories to average")
     src.add_argument("--run", type=Path, help="a run directory whose epochs/ to average (with --last)")
     p.add_argument("--last", type=int, default=5, help="with --run: the newest N epoch checkpoints (default 5)")
-    p.add_argument("--out", type=Path, required=True, help="the averaged checkpoint directory (replaced whole)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the averaged checkpoint directory: new, empty, or a checkpoint (replaced whole)")
     args = p.parse_args(argv)
 
     def work() -> int:
@@ -44,9 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = found[-args.last:]
         else:
             paths = list(args.checkpoints)
-        out = args.out.resolve()
-        if any(out == Path(x).resolve() for x in paths):
-            raise ValueError(f"--out {args.out}: is one of the checkpoints being averaged; write it elsewhere")
+        check_out(args.out, paths)
         mean = average(paths)
         checkpoint.save(args.out, config=mean.config, model=mean.model, src_tok=mean.src_tok, tgt_tok=mean.tgt_tok)
         print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) into {args.out}")

@@ -16,6 +16,9 @@ source tokens across, each cell the weight that output step gave that source tok
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import stat
 import statistics
 import sys
 from collections.abc import Collection, Mapping, Sequence
@@ -28,6 +31,7 @@ from matplotlib.figure import Figure
 
 from ..cli.errors import check_positive, run_command
 from ..cli.usage import examples
+from ..config.parsing import MiB, ParseError, load_json, read_text
 from ..model.seq2seq import Seq2Seq
 from ..training.figures import DPI, alignment_figure
 from ..translation.evaluation import METRIC_NAMES
@@ -41,11 +45,22 @@ def _color(i: int) -> Any:
     return colormaps["tab10"](i % 10)
 
 
+def save_figure(fig: Figure, out: Path, dpi: float | None = DPI) -> None:
+    """Write ``fig`` to exactly ``out``: in the format its suffix names (``.pdf``, ``.svg``, ...),
+    else PNG (matplotlib alone would write ``a7`` to ``a7.png``, and refuse ``fig.v2``)."""
+    suffix = out.suffix[1:].lower()
+    fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if dpi is None:
+        fig.savefig(out, format=fmt)
+    else:
+        fig.savefig(out, format=fmt, dpi=dpi)
+
+
 def _save(fig: Figure, out: Path, title: str) -> None:
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI)
+    save_figure(fig, out)
 
 
 def _log_y(ax: Any) -> None:
@@ -239,7 +254,7 @@ def hidden_states(checkpoint_dir: Path, text: str, out: Path, *, unit: int | Non
     line.tick_params(labelbottom=True)  # tokens under both panels
     fig.colorbar(image, ax=[line, heat], label=f"{state} state (heatmap)", fraction=0.03, pad=0.01)
     fig.suptitle(f"{cfg.model.cell.upper()} encoder {state} state over {text!r}", fontsize=12)
-    fig.savefig(out, dpi=DPI)
+    save_figure(fig, out)
     return unit
 
 
@@ -253,36 +268,85 @@ def attention(checkpoint_dir: Path, text: str, out: Path, *, beam_size: int | No
         raise ValueError(f"{checkpoint_dir}: this model has no attention (model.attention: none)")
     a = translator.alignment(text, beam_size=beam_size)
     fig = alignment_figure(a.source, a.target, a.weights, f"{text}\n→ {a.text}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    save_figure(fig, out, dpi=None)
     return a.text
 
 
-def read_evaluations(specs: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+MAX_EVAL_BYTES = 64 * MiB  # an evaluation or results JSON: kilobytes in practice
+
+
+def read_evaluations(specs: Sequence[str], metric: str = "bleu") -> dict[str, list[dict[str, Any]]]:
     """``["peeky=a.json", ...]`` -> each name's buckets, as ``evaluation --json`` wrote them.
 
     A FILE that ``python -m seq2seq results`` wrote (a list of entries) gives the test split's
-    greedy buckets of the entry called NAME.
+    greedy buckets of the entry called NAME. Each file is read at a bounded cost (a regular
+    file, of bounded size and nesting) and checked: a list of buckets, each with a string
+    ``label``, a whole number ``n`` and a number ``metric``; ValueError naming the file and
+    what is wrong otherwise.
     """
-    import json
-
     out: dict[str, list[dict[str, Any]]] = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise ValueError(f"--eval {spec!r}: must look like NAME=FILE")
-        try:
-            found = json.loads(Path(path).read_text(encoding="utf-8"))
-            if isinstance(found, list):  # a results file: the entry called NAME
-                entry = next((e for e in found if isinstance(e, dict) and e.get("name") == name), None)
-                if entry is None:
-                    raise ValueError(f"{path}: no entry named {name!r}")
-                found = entry[entry["test_split"]]["greedy"]
-            buckets = found["buckets"]
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not an evaluation JSON with buckets ({type(e).__name__}: {e})") from None
-        out[name] = buckets
+        out[name] = _buckets(_read_json(Path(path)), Path(path), name, metric)
     return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+        raise ValueError(f"{path}: not a regular file ({kind})")
+    try:
+        return load_json(read_text(path, MAX_EVAL_BYTES))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except ParseError as e:
+        raise ValueError(f"{path}: {e}") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _buckets(found: Any, path: Path, name: str, metric: str) -> list[dict[str, Any]]:
+    """The checked buckets of one file's JSON (an evaluation, or a results list holding ``name``)."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{path}: not an evaluation JSON with buckets ({what})")
+
+    if isinstance(found, list):  # a results file: the entry called NAME
+        entry = next((e for e in found if isinstance(e, dict) and e.get("name") == name), None)
+        if entry is None:
+            raise ValueError(f"{path}: no entry named {name!r}")
+        split = entry.get("test_split")
+        if not isinstance(split, str):
+            raise bad(f"entry {name!r}: no test_split naming its test split")
+        if not isinstance(entry.get(split), dict) or "greedy" not in entry[split]:
+            raise bad(f"entry {name!r}: no {split}.greedy scores")
+        found = entry[split]["greedy"]
+    if not isinstance(found, dict) or "buckets" not in found:
+        raise bad("no buckets")
+    buckets = found["buckets"]
+    if not isinstance(buckets, list):
+        raise bad(f"buckets must be a list, got {type(buckets).__name__}")
+    for i, b in enumerate(buckets):
+        if not isinstance(b, dict):
+            raise bad(f"buckets[{i}]: must be an object, got {type(b).__name__}")
+        for key in ("label", "n", metric):
+            if key not in b:
+                raise bad(f"buckets[{i}]: no {key}")
+        if not isinstance(b["label"], str):
+            raise bad(f"buckets[{i}]: label must be a string")
+        if isinstance(b["n"], bool) or not isinstance(b["n"], int) or b["n"] < 0:
+            raise bad(f"buckets[{i}]: n must be a whole number")
+        if isinstance(b[metric], bool) or not isinstance(b[metric], int | float):
+            raise bad(f"buckets[{i}]: {metric} must be a number")
+    return buckets
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -314,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         if args.command == "by-length":
-            by_length(read_evaluations(args.eval), args.out, "bleu", "words", args.title)
+            by_length(read_evaluations(args.eval, "bleu"), args.out, "bleu", "words", args.title)
             print(f"wrote {args.out}")
             return 0
         if args.command == "attention":

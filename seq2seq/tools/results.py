@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..cli.errors import run_command
+from ..cli.errors import check_positive, run_command
 from ..cli.usage import examples
 from ..config.parsing import ParseError, load_json
 
@@ -49,6 +49,7 @@ def score_run(run: Path, beam: int, device: str = "cpu", checkpoint: str = "best
     from ..translation.translator import Translator
 
     translator = Translator.from_checkpoint(run / checkpoint, select_device(device, "--device"))
+    beam = translator.beam_size(beam)  # what is recorded is what decodes; under 1: refused before any decoding
     data = translator.data
     out: dict[str, Any] = {}
     for split in (data.test_split, data.valid_split):
@@ -119,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..model.checkpoint import load
         from ..runtime.device import cpu_name, describe, select_device
 
+        check_positive(args, "beam")
         if Path(args.checkpoint).name != args.checkpoint or args.checkpoint in ("", ".", ".."):
             raise ValueError(f"--checkpoint must name a checkpoint folder inside --run, got {args.checkpoint!r}")
         cfg = load(args.run / args.checkpoint).config

@@ -95,6 +95,15 @@ class Translator:
             out.append(reverse_source(ids) if self.data.reverse_source else ids)
         return out
 
+    def beam_size(self, beam_size: int | None = None) -> int:
+        """The beam a search asked for ``beam_size`` uses: ``beam_size``, or the checkpoint's
+        ``decode.beam_size`` when None; ValueError under 1 (never silently another)."""
+        if beam_size is None:
+            return self.decode.beam_size
+        if beam_size < 1:
+            raise ValueError(f"beam size must be >= 1, got {beam_size}")
+        return beam_size
+
     @torch.inference_mode()
     def translate(self, lines: Sequence[str], *, beam_size: int | None = None, nbest: int = 1,
                   warn: Warn | None = None) -> list[list[Translation]]:
@@ -102,7 +111,7 @@ class Translator:
 
         An empty source gives the single hypothesis ``Translation("", 0.0)``.
         """
-        beam = beam_size or self.decode.beam_size
+        beam = self.beam_size(beam_size)
         if nbest > beam:
             raise ValueError(f"nbest ({nbest}) must not exceed the beam size ({beam})")
         was_training = self.model.training
@@ -128,7 +137,7 @@ class Translator:
             raise ValueError("the source sentence is empty")
         was_training = self.model.training
         self.model.eval()
-        src, src_len, hyps = self._search([ids], beam_size or self.decode.beam_size, 1)
+        src, src_len, hyps = self._search([ids], self.beam_size(beam_size), 1)
         best = hyps[0][0]
         tgt_in = torch.tensor([[BOS, *best.tokens]], device=self.device)  # (1, T)
         weights = self.model.alignment(src, src_len, tgt_in)[0].float().cpu()  # (T, S)
