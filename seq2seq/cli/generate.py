@@ -17,8 +17,9 @@ reads: a blank line (empty or whitespace only), which training drops, is not sco
 row ``0.0000`` and ``0`` tokens, and it counts in no total; so the test split scored this way
 has the run's ``test/ppl_sentence``. Each line is scored from the zero state and in fp32
 (whatever ``train.bf16``), so a line's score depends neither on its neighbours nor, beyond
-fp32's rounding (about one part in a million), on the batch it is scored in. A long line is read a slice of steps at a time: memory stays bounded
-and SIGTERM or Ctrl-C ends the command between slices. A FIFO that no writer opens within
+fp32's rounding (about one part in a million), on the batch it is scored in. A long line
+is read a slice of steps at a time: memory stays bounded and SIGTERM or Ctrl-C ends the
+command between slices. A FIFO that no writer opens within
 ``FIFO_WAIT_S`` seconds is a one-line error, not a wait without end.
 
 Like every command, a user error (a translator's checkpoint, a missing file, a bad option)
