@@ -403,10 +403,11 @@ def test_generate_samples_and_scores(lm_run: Path, tmp_path: Path, run_script: A
     scored = run_script("-m", "seq2seq", "generate", "--checkpoint", str(lm_run), "--score", str(tmp_path / "text.txt"))
     assert scored.returncode == 0, scored.stderr
     rows = [row.split("\t") for row in scored.stdout.splitlines()]
-    assert [int(n) for _, n in rows] == [len(t) + 1 for t in lines]  # line for line, EOS counted
+    counts = [len(t) + 1 if t else 0 for t in lines]  # line for line, EOS counted; a blank line is not scored
+    assert [int(n) for _, n in rows] == counts
     log_probs = [float(lp) for lp, _ in rows]
-    assert all(lp < 0 for lp in log_probs)
-    ppl = math.exp(-sum(log_probs) / sum(len(t) + 1 for t in lines))
+    assert all(lp < 0 if n else lp == 0 for lp, n in zip(log_probs, counts))
+    ppl = math.exp(-sum(log_probs) / sum(counts))
     assert f"perplexity {ppl:.2f}" in scored.stderr.replace(f"{ppl:.4f}", f"{ppl:.2f}")
 
 
@@ -573,3 +574,281 @@ def test_a_translator_trains_from_an_lm_decoder(tmp_path: Path) -> None:
                               "train.bf16=false", "train.batch_size=16", "decode.beam_size=1"])
     train(translator, tmp_path / "mt")
     assert load(tmp_path / "mt" / "last").tgt_tok.to_json() == load_lm(tmp_path / "lm").tok.to_json()
+
+
+# --- resuming, scoring and the commands' bad input ----------------------------------------------
+def lm_records(out: Path) -> list[str]:
+    return (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("stop", ["train.max_steps=3", "train.epochs=1"])
+def test_a_finished_lm_run_resumed_trains_and_tests_nothing(stop: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped by max_steps mid-epoch (or after its last epoch), the run is finished: --resume
+    says so and leaves metrics.jsonl as it is (no further test record), as the translator's does."""
+    from seq2seq.training.trainer import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"), stop)
+    first = train(cfg, tmp_path / "run")
+    records = lm_records(tmp_path / "run")
+    assert sum("test/ppl" in r for r in records) == 1
+    capsys.readouterr()
+    again = train(cfg, tmp_path / "run", resume=True)
+    assert "training already finished" in capsys.readouterr().out
+    assert lm_records(tmp_path / "run") == records
+    assert (again["step"], again["test/ppl_sentence"]) == (first["step"], first["test/ppl_sentence"])
+
+
+@pytest.mark.smoke
+def test_a_finished_lm_run_without_its_test_record_is_tested_once_on_resume(tmp_path: Path) -> None:
+    """A run stopped after its last save but before its test (a kill) gets the test on resume, once."""
+    from seq2seq.training.trainer import train
+
+    cfg = lm_config(text_corpus(tmp_path / "c"), "train.max_steps=3")
+    train(cfg, tmp_path / "run")
+    metrics_file = tmp_path / "run" / "metrics.jsonl"
+    metrics_file.write_text("".join(r + "\n" for r in lm_records(tmp_path / "run") if "test/ppl" not in r))
+    for _ in range(2):
+        assert "test/ppl" in train(cfg, tmp_path / "run", resume=True)
+        assert sum("test/ppl" in r for r in lm_records(tmp_path / "run")) == 1
+
+
+@pytest.mark.smoke
+def test_resume_mid_epoch_without_bf16_after_a_bf16_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """last/ holds the carried state in fp32, whatever the run's precision: a bf16 run stopped
+    mid-epoch resumes with train.bf16=false (a bf16 state was a oneDNN dtype error)."""
+    from seq2seq.model.checkpoint import load_trainer
+    from seq2seq.training.trainer import train
+
+    root = text_corpus(tmp_path / "c")
+    stopped_at_step(monkeypatch, 2, lm_config(root, "train.bf16=true"), tmp_path / "run")
+    tensors, _ = load_trainer(tmp_path / "run" / "last")
+    assert tensors["lm.hidden"].dtype == tensors["lm.cell"].dtype == torch.float32
+    summary = train(lm_config(root, "train.bf16=false", "train.epochs=1"), tmp_path / "run", resume=True)
+    assert summary["step"] > 2
+
+
+def score_rows(out: str) -> list[tuple[float, int]]:
+    return [(float(lp), int(n)) for lp, n in (row.split("\t") for row in out.splitlines())]
+
+
+def stderr_ppl(err: str) -> float:
+    return float(err.split("perplexity ")[1].split(",")[0])
+
+
+@pytest.mark.smoke
+def test_score_skips_blank_lines_as_training_does_and_agrees_with_test_ppl_sentence(
+        lm_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], metrics: Any) -> None:
+    """Blank lines (empty or whitespace only) are dropped by training; --score gives each a row
+    of 0.0000 and 0 tokens and leaves it out of every total, so the test file scored with blank
+    lines between its sentences has the run's test/ppl_sentence."""
+    from seq2seq.cli.generate import main
+
+    lines = (lm_run.parent / "corpus" / "test_2016_flickr.en").read_text(encoding="utf-8").splitlines()
+    padded = [x for line in lines for x in (line, "", "  \t")]
+    (tmp_path / "t.txt").write_text("\n".join(padded) + "\n", encoding="utf-8")
+    assert main(["--checkpoint", str(lm_run), "--score", str(tmp_path / "t.txt")]) == 0
+    out, err = capsys.readouterr()
+    rows = score_rows(out)
+    assert len(rows) == len(padded)
+    assert rows[1::3] == rows[2::3] == [(0.0, 0)] * len(lines)
+    assert [n for _, n in rows[::3]] == [len(t) + 1 for t in lines]
+    test = [r for r in metrics(lm_run) if "test/ppl_sentence" in r][-1]
+    assert stderr_ppl(err) == pytest.approx(test["test/ppl_sentence"], abs=2e-4)
+    assert f"{len(padded)} lines ({2 * len(lines)} blank, not scored)" in err
+
+
+@pytest.mark.smoke
+def test_bf16_scores_do_not_depend_on_the_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bf16 model's lines are scored in fp32: the same score alone (--batch-size 1) or in a
+    batch, to fp32's rounding (in bf16 they differed in the third decimal)."""
+    from seq2seq.cli.generate import main
+    from seq2seq.training.trainer import train
+
+    train(lm_config(text_corpus(tmp_path / "c"), "train.bf16=true", "train.max_steps=2"), tmp_path / "run")
+    rng = random.Random(4)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 30))) for _ in range(12)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    outs = []
+    for batch in ("1", "5"):
+        assert main(["--checkpoint", str(tmp_path / "run"), "--score", str(tmp_path / "t.txt"),
+                     "--batch-size", batch]) == 0
+        outs.append(score_rows(capsys.readouterr().out))
+    alone, batched = outs
+    assert [n for _, n in alone] == [n for _, n in batched]
+    for (a, _), (b, _) in zip(alone, batched):
+        assert abs(a - b) <= 2e-6 * abs(a) + 1e-4, (a, b)  # fp32 rounding, and the printed fourth decimal
+
+
+@pytest.mark.smoke
+def test_score_reads_standard_input_and_pipes(lm_run: Path, tmp_path: Path, run_script: Any) -> None:
+    """--score - reads standard input; a pipe (/dev/stdin here) is read as a file is."""
+    text = "a dog runs .\nthe cat sat on the mat .\n"
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    want = run_script("-m", "seq2seq", "generate", "--checkpoint", str(lm_run), "--score", str(tmp_path / "t.txt"))
+    assert want.returncode == 0, want.stderr
+    for name in ("-", "/dev/stdin"):
+        got = run_script("-m", "seq2seq", "generate", "--checkpoint", str(lm_run), "--score", name, stdin=text)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == want.stdout
+        assert got.stderr.split(": ", 1)[1] == want.stderr.split(": ", 1)[1]  # the same totals
+
+
+def run_bounded(target: Any, seconds: float) -> list[Any]:
+    """``target()`` in a thread, waited for ``seconds`` at most; -> ``[its result]``, or ``[]``."""
+    import threading
+
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(target()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return result
+
+
+@pytest.mark.smoke
+def test_score_of_a_fifo_with_no_writer_is_a_one_line_error_in_bounded_time(
+        lm_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from seq2seq.cli import generate
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(generate, "FIFO_WAIT_S", 0.3, raising=False)
+    result = run_bounded(lambda: generate.main(["--checkpoint", str(lm_run), "--score", str(fifo)]), 20)
+    if not result:  # blocked in open(): let it go (a writer that closes at once), then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("--score blocked on a FIFO with no writer")
+    assert result == [1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {fifo}: no writer") and "--score -" in err[0], err
+
+
+@pytest.mark.smoke
+def test_score_of_a_fifo_reads_a_writer_that_comes_later(lm_run: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import threading
+    import time
+
+    from seq2seq.cli.generate import main
+
+    (tmp_path / "t.txt").write_text("a dog runs .\nthe cat .\n", encoding="utf-8")
+    assert main(["--checkpoint", str(lm_run), "--score", str(tmp_path / "t.txt")]) == 0
+    want = capsys.readouterr().out
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write_later() -> None:
+        time.sleep(0.5)
+        with open(fifo, "wb") as f:
+            f.write(b"a dog runs .\nthe cat .\n")
+
+    threading.Thread(target=write_later, daemon=True).start()
+    assert run_bounded(lambda: main(["--checkpoint", str(lm_run), "--score", str(fifo)]), 30) == [0]
+    assert capsys.readouterr().out == want
+
+
+def test_a_long_line_is_scored_in_slices_of_bounded_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded by the slice, not by the line (a 1 MiB line held 3.9 GB in one pass):
+    a long line is read in slices of at most 256 steps, the state carried, to the same score."""
+    model = tiny_model("gru")
+    sentence = [random.Random(3).randint(4, 11) for _ in range(1000)]
+    whole = hand_log_probs(model, sentence)
+    widths: list[int] = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda x, state: widths.append(x.shape[1]) or forward(x, state))
+    assert sentence_log_probs(model, [sentence, [4, 5]], batch_size=4) [0] == pytest.approx(whole, abs=1e-3)
+    assert max(widths) <= 256 and sum(widths) >= 1001, widths
+
+
+@pytest.mark.smoke
+def test_sigterm_during_a_long_score_ends_the_command(lm_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGTERM while a long line is scored ends the command after the slice in progress:
+    ``terminated``, exit 143, nothing printed on stdout."""
+    import os
+
+    from seq2seq.cli.generate import main
+    from seq2seq.model.lm import LanguageModel
+
+    (tmp_path / "long.txt").write_text("a dog " * 20_000 + "\n", encoding="utf-8")
+    widths: list[int] = []
+    forward = LanguageModel.forward
+
+    def counting(self: Any, x: Any, state: Any) -> Any:
+        widths.append(x.shape[1])
+        if len(widths) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, x, state)
+
+    monkeypatch.setattr(LanguageModel, "forward", counting)
+    assert main(["--checkpoint", str(lm_run), "--score", str(tmp_path / "long.txt")]) == 143
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "terminated"
+    assert len(widths) <= 2 and max(widths) <= 256, widths
+
+
+@pytest.mark.smoke
+def test_score_of_invalid_utf8_suggests_what_the_user_can_do(lm_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.cli.generate import main
+
+    (tmp_path / "bad.txt").write_bytes(b"a dog\nb\xffad\n")
+    assert main(["--checkpoint", str(lm_run), "--score", str(tmp_path / "bad.txt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'bad.txt'}: line 2: invalid UTF-8"), err
+    assert "data.invalid_utf8" not in err[0] and "iconv" in err[0]
+
+
+@pytest.mark.smoke
+def test_an_invalid_utf8_prompt_is_a_one_line_error(lm_run: Path, run_script: Any) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "seq2seq", "generate", "--checkpoint", str(lm_run),
+                        "--prompt", b"a \xff dog"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --prompt is not valid UTF-8"), r.stderr
+
+
+@pytest.mark.smoke
+def test_ngram_overrides_after_order_apply(lm_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seq2seq.tools.ngram import main
+
+    corpus = lm_run.parent / "corpus"
+    assert main(["--config", str(CHAR), "--order", "1", "2", f"data.path={corpus}", "train.seed=3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{corpus} (en)") and [line.split(":")[0] for line in out[1:]] == ["order 1", "order 2"]
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_ngram_refuses_overrides_with_a_checkpoint(where: str, lm_run: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--checkpoint reads the run's own config and tokenizer: an override would be ignored, so
+    it is refused in one line, wherever it stands."""
+    from seq2seq.tools.ngram import main
+
+    args = ["--checkpoint", str(lm_run), "--order", "1"]
+    args = [*args, "data.path=/elsewhere"] if where == "after" else ["data.path=/elsewhere", *args]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data.path=/elsewhere: overrides apply with --config"), err
+
+
+@pytest.mark.smoke
+def test_lm_resume_with_another_optimizer_suggests_reset_optimizer(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from seq2seq.model.checkpoint import CheckpointError
+    from seq2seq.training.trainer import train
+
+    root = text_corpus(tmp_path / "c")
+    stopped_at_step(monkeypatch, 2, lm_config(root), tmp_path / "run")
+    sgd = lm_config(root, "train.optimizer=sgd", "train.epochs=1")
+    with pytest.raises(CheckpointError, match="--reset-optimizer"):
+        train(sgd, tmp_path / "run", resume=True)
+    assert train(sgd, tmp_path / "run", resume=True, reset_optimizer=True)["step"] > 2

@@ -29,7 +29,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..config import DataConfig
 from ..config.parsing import ParseError, bounded_lines, load_json
@@ -287,20 +287,36 @@ def iter_lines(path: Path, invalid_utf8: str) -> Iterator[str | None]:
     if invalid_utf8 not in ("error", "skip"):
         raise CorpusError(f"data.invalid_utf8: must be 'error' or 'skip', got {invalid_utf8!r}")
     try:
-        with path.open("rb") as f:
-            is_gzip = f.read(2) == b"\x1f\x8b"
-            f.seek(0)
-            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=f) if is_gzip else f
-            for lineno, raw in enumerate(bounded_lines(stream), start=1):  # splits on b"\n" only
-                yield _decode_line(raw, path, lineno, invalid_utf8)
+        f = path.open("rb")
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read file ({e.strerror or type(e).__name__})") from None
+    with f:
+        yield from iter_stream_lines(f, path, invalid_utf8)
+
+
+SKIP_HINT = "set data.invalid_utf8=skip to drop such lines"  # what a config's reader can do about a bad line
+
+
+def iter_stream_lines(stream: BinaryIO | io.BufferedIOBase, name: str | Path, invalid_utf8: str,
+                      utf8_hint: str = SKIP_HINT) -> Iterator[str | None]:
+    """The lines of an open binary stream, as :func:`iter_lines` reads a file's (gzip detected
+    by its magic bytes, without seeking: a pipe or standard input reads as a file does). An
+    invalid UTF-8 line is a CorpusError naming ``name``, its line and ``utf8_hint`` (or None
+    when ``invalid_utf8="skip"``)."""
+    try:
+        buffered: Any = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(stream)
+        is_gzip = buffered.peek(2)[:2] == b"\x1f\x8b"
+        source: io.BufferedIOBase = gzip.GzipFile(fileobj=buffered) if is_gzip else buffered
+        for lineno, raw in enumerate(bounded_lines(source), start=1):  # splits on b"\n" only
+            yield _decode_line(raw, name, lineno, invalid_utf8, utf8_hint)
     except ParseError as e:
-        raise CorpusError(f"{path}: {e}") from None
+        raise CorpusError(f"{name}: {e}") from None
     except (OSError, EOFError, zlib.error) as e:
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        raise CorpusError(f"{path}: cannot read file ({reason})") from None
+        raise CorpusError(f"{name}: cannot read file ({reason})") from None
 
 
-def _decode_line(raw: bytes, path: Path, lineno: int, invalid_utf8: str) -> str | None:
+def _decode_line(raw: bytes, path: str | Path, lineno: int, invalid_utf8: str, hint: str = SKIP_HINT) -> str | None:
     if raw.endswith(b"\n"):
         raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
     try:
@@ -308,7 +324,7 @@ def _decode_line(raw: bytes, path: Path, lineno: int, invalid_utf8: str) -> str 
     except UnicodeDecodeError as e:
         if invalid_utf8 == "error":
             raise CorpusError(f"{path}: line {lineno}: invalid UTF-8 (byte 0x{raw[e.start]:02x} "
-                              f"at byte {e.start + 1}; set data.invalid_utf8=skip to drop such lines)") from None
+                              f"at byte {e.start + 1}; {hint})") from None
         return None
 
 

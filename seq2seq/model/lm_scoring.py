@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import Config
-from ..data.lm_data import Sentence, Split, cut_sorted, sentence_rows, stream_batches, stream_rows
+from ..data.lm_data import TOKENS_PER_LINE, Sentence, Split, cut_sorted, sentence_rows, stream_batches, stream_rows
 from ..data.tokenization import PAD
 from .lm import LanguageModel, detach_state
 
@@ -31,21 +31,34 @@ def score_batches(sentences: Sequence[Sentence], batch_size: int) -> list[list[i
     return cut_sorted(sorted(range(len(sentences)), key=lambda i: len(sentences[i])), sentences, batch_size)
 
 
+SCORE_SLICE = TOKENS_PER_LINE  # steps of a batch read in one forward pass when scoring sentences
+
+
 @torch.no_grad()
 def sentence_log_probs(model: LanguageModel, sentences: Sequence[Sentence], batch_size: int,
-                       device: torch.device | str = "cpu", autocast: Any = None) -> list[float]:
+                       device: torch.device | str = "cpu") -> list[float]:
     """Each sentence's log-probability (nats, its EOS included), each from a zero state; in
-    the input order. A sentence's score does not depend on the batch it is scored in."""
+    the input order. Computed in fp32 whatever the run's ``train.bf16``: a sentence's score
+    does not depend on the batch it is scored in, beyond fp32's rounding. A batch is read :data:`SCORE_SLICE` steps a
+    forward pass, the state carried from one to the next (the RNN reads left to right: the
+    same sum), so memory is bounded by the batch's rows times the slice, however long a
+    sentence is, and a signal is handled between slices."""
     was_training = model.training
     model.eval()
     out = [0.0] * len(sentences)
+    fp32 = torch.autocast(torch.device(device).type, enabled=False)  # even inside a caller's autocast
     for cut in score_batches(sentences, batch_size):
-        x, y = sentence_rows([sentences[i] for i in cut])
-        x, y = x.to(device), y.to(device)
-        with autocast or nullcontext():
-            logits, _ = model(x, model.initial_state(len(cut), device))
-        for i, nll in zip(cut, row_nll(logits, y).tolist()):
-            out[i] = -nll
+        x, y = sentence_rows([sentences[i] for i in cut])  # (B, T)
+        state = model.initial_state(len(cut), device)
+        total: Tensor | None = None
+        for start in range(0, x.shape[1], SCORE_SLICE):
+            with fp32:
+                logits, state = model(x[:, start:start + SCORE_SLICE].to(device), state)
+            nll = row_nll(logits, y[:, start:start + SCORE_SLICE].to(device))  # (B,)
+            total = nll if total is None else total + nll
+        assert total is not None
+        for i, value in zip(cut, total.tolist()):
+            out[i] = -value
     model.train(was_training)
     return out
 
@@ -71,11 +84,12 @@ def stream_nll(model: LanguageModel, sentences: Sequence[Sentence], batch_size: 
 
 def split_nll(model: LanguageModel, split: Split, cfg: Config, device: torch.device | str, autocast: Any = None,
               batching: str | None = None) -> float:
-    """The summed NLL (nats) of ``split`` as ``train.lm_batching`` (or ``batching``) reads it."""
+    """The summed NLL (nats) of ``split`` as ``train.lm_batching`` (or ``batching``) reads it:
+    as streams under ``autocast``, or by sentence in fp32 (:func:`sentence_log_probs`)."""
     t = cfg.train
     if (batching or t.lm_batching) == "stream":
         return stream_nll(model, split.sentences, t.batch_size, t.bptt, device, autocast)
-    return -sum(sentence_log_probs(model, split.sentences, cfg.decode.batch_size, device, autocast))
+    return -sum(sentence_log_probs(model, split.sentences, cfg.decode.batch_size, device))
 
 
 def perplexity(nll: float, tokens: int) -> float:

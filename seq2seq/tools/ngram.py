@@ -3,6 +3,9 @@
     python -m seq2seq ngram --config configs/lm_multi30k_en_char.yaml [--order 3 5 7] [overrides]
     python -m seq2seq ngram --checkpoint RUN_DIR [--order 5]   (the LM's own data and tokenizer)
 
+Overrides apply with ``--config``, before or after ``--order``; with ``--checkpoint`` the
+run's config and tokenizer are used as they are, and an override is refused in one line.
+
 It reads the same text and tokens as the LM (:func:`seq2seq.data.lm_data.prepare_lm_data`): each
 sentence after ``order - 1`` EOS symbols (the start), its tokens and its EOS predicted, the
 same ``n + 1`` tokens a sentence as the LM's, so the perplexities compare one for one (the
@@ -91,9 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="an LM config (data.task: lm)")
     source.add_argument("--checkpoint", help="an LM checkpoint or run directory: its config and tokenizer")
-    p.add_argument("--order", type=int, nargs="+", default=[5], help="n-gram orders to measure (default 5)")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.add_argument("--order", nargs="+", default=["5"], metavar="ORDER", help="n-gram orders to measure (default 5)")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value",
+                   help="config overrides, with --config (anywhere on the line, after --order too)")
     args = p.parse_args(argv)
+    orders, trailing = [], []
+    for value in args.order:  # --order takes every word after it: the overrides among them are overrides
+        if "=" in value:
+            trailing.append(value)
+            continue
+        try:
+            orders.append(int(value))
+        except ValueError:
+            p.error(f"argument --order: invalid int value: {value!r}")
+    overrides = in_given_order([*args.overrides, *trailing], sys.argv[1:] if argv is None else list(argv))
 
     def run() -> int:
         from ..config import ConfigError, load_config
@@ -101,22 +115,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..model.lm_scoring import bits_per_char, perplexity
 
         tok = None
+        if args.checkpoint and overrides:
+            raise ValueError(f"{overrides[0]}: overrides apply with --config; --checkpoint uses the run's own config "
+                             "and tokenizer as they are (give --config RUN_DIR/config.yaml to change the config)")
         if args.checkpoint:
             from ..model.checkpoint import load_lm
 
             loaded = load_lm(args.checkpoint)
             cfg, tok = loaded.config, loaded.tok
         else:
-            cfg = load_config(args.config, args.overrides)
+            cfg = load_config(args.config, overrides)
         if cfg.data.task != "lm":
             raise ConfigError(f"{args.config}: data.task must be lm, got {cfg.data.task!r}")
-        for order in args.order:
+        for order in orders:
             if not 1 <= order <= MAX_ORDER:
                 raise ValueError(f"--order must be in [1, {MAX_ORDER}], got {order} (the counts of every order "
                                  f"up to it are held in memory: 1.8 GB at 12 for Multi30k's characters)")
         data = prepare_lm_data(cfg, tok)
         print(f"{cfg.data.path} ({cfg.data.tgt_lang}), {cfg.data.tokenizer} tokens, vocabulary {data.tok.vocab_size}")
-        for order in args.order:
+        for order in orders:
             start = time.perf_counter()
             model = KneserNey(data.train.sentences, order, data.tok.vocab_size)
             row = [f"order {order}:"]
@@ -127,6 +144,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     return run_command(run)
+
+
+def in_given_order(overrides: list[str], argv: list[str]) -> list[str]:
+    """``overrides`` in the order the command line gives them (a later one wins), whichever
+    argument took them (the positionals, or ``--order``'s words)."""
+    left = list(overrides)
+    ordered = []
+    skip = False
+    for word in argv:
+        if skip or word.startswith("-"):
+            skip = word in ("--config", "--checkpoint") and not skip
+            continue
+        if word in left:
+            left.remove(word)
+            ordered.append(word)
+    return ordered + left
 
 
 if __name__ == "__main__":

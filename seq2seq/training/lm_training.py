@@ -20,12 +20,21 @@ Validation (each epoch) and test (at the end, with ``best/``) report the perplex
 ``python -m seq2seq generate --score`` computes), so stream and sentence models compare.
 Early stopping and the plateau schedule follow the validation perplexity.
 
-Resume: ``last/`` holds the carried state (``lm.hidden``, ``lm.cell``) with the optimizer,
-so a run resumed mid-epoch (after Ctrl-C) goes on from the same state. One process only.
+Validation and test read by sentence (``lm_batching: sentence``, ``test/ppl_sentence``) are
+computed in fp32 whatever ``train.bf16`` (:func:`seq2seq.model.lm_scoring.sentence_log_probs`),
+as ``generate --score`` is; the streams under the run's precision.
+
+Resume: ``last/`` holds the carried state (``lm.hidden``, ``lm.cell``, in fp32 whatever the
+run's precision) with the optimizer, so a run resumed mid-epoch (after Ctrl-C) goes on from
+the same state, with or without ``train.bf16``. A finished run (its epochs, early stopping or
+``train.max_steps``, mid-epoch too) resumed trains nothing and tests nothing again: it says
+so, and returns the summary of its test (a run stopped before its test gets the test, once).
+One process only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -67,7 +76,7 @@ from .loop import (
     update,
 )
 from .rundir import RUN_CONFIG, Progress, commit_run, lock_run_dir, open_run, restore, save_last
-from .tracking import Tracker, truncate_metrics
+from .tracking import METRICS_FILE, Tracker, truncate_metrics
 
 
 def train_lm(cfg: Config, out: Path, *, resume: bool = False, overwrite: bool = False,
@@ -142,6 +151,11 @@ class LMTrainer:
     def fit(self) -> dict[str, Any]:
         """Epochs until ``train.epochs``, early stopping, ``max_steps`` or a signal; then the test."""
         cfg, p = self.cfg, self.progress
+        tested = self.tested() if p.done or p.epoch >= cfg.train.epochs else None
+        if tested is not None:  # finished and tested: as the translator's loop, nothing to do
+            print(f"{self.out}: training already finished (best valid ppl {p.best:.3f}, test ppl "
+                  f"{tested['test/ppl']:.3f}); nothing to resume", flush=True)
+            return self.summary(tested)
         truncate_metrics(self.out, p.step)
         self.tracker = Tracker(cfg, self.out, resume_id=p.wandb_id)
         p.wandb_id = self.tracker.run_id
@@ -162,8 +176,26 @@ class LMTrainer:
         print(f"done: best valid ppl {p.best:.3f} after {p.epoch} epochs, {p.step} steps, {p.elapsed:.0f} s; "
               f"test ppl {summary['test/ppl']:.3f} (by sentence {summary['test/ppl_sentence']:.3f}), "
               f"bpc {summary['test/bpc']:.4f}; checkpoint {self.out / 'best'}", flush=True)
+        return self.summary(summary)
+
+    def summary(self, test: dict[str, float]) -> dict[str, Any]:
+        p = self.progress
         return {"best": p.best, "step": p.step, "epoch": p.epoch, "skipped_steps": p.skipped_steps,
-                "seconds": round(p.elapsed, 1), **summary}
+                "seconds": round(p.elapsed, 1), **test}
+
+    def tested(self) -> dict[str, float] | None:
+        """The test metrics that ``metrics.jsonl`` holds for this run's last step, or None."""
+        path = self.out / METRICS_FILE
+        found = None
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line torn by a kill
+                if isinstance(record, dict) and "test/ppl" in record and record.get("step") == self.progress.step:
+                    found = {k: v for k, v in record.items() if k.startswith("test/")}
+        return found
 
     def run_epoch(self) -> Stop:
         """The rest of the current epoch's batches; -> why it ended: epoch_done, max_steps, signal."""
@@ -287,10 +319,10 @@ class LMTrainer:
         p = self.progress
         p.elapsed = time.perf_counter() - self.started
         extra = {}
-        if self.carried is not None:
-            extra["lm.hidden"] = self.carried.hidden
+        if self.carried is not None:  # in fp32: a bf16 run's state, resumed without bf16, is no dtype error
+            extra["lm.hidden"] = self.carried.hidden.float()
             if self.carried.cell is not None:
-                extra["lm.cell"] = self.carried.cell
+                extra["lm.cell"] = self.carried.cell.float()
         save_last(self.out, self.cfg, self.model, (self.data.tok, self.data.tok), self.optimizer, p, extra=extra)
 
 
@@ -315,9 +347,9 @@ def _restore_state(out: Path, model: LanguageModel, cfg: Config, device: torch.d
     tensors, _ = checkpoint.load_trainer(out / "last")
     if "lm.hidden" not in tensors:
         return None
-    hidden = tensors["lm.hidden"].to(device)
+    hidden = tensors["lm.hidden"].to(device, torch.float32)  # fp32 (older bf16 runs saved bf16)
     state = model.initial_state(hidden.shape[1], device)
     if hidden.shape != state.hidden.shape or (state.cell is not None and "lm.cell" not in tensors):
         raise checkpoint.CheckpointError(f"{out / 'last'}: the saved LM state does not fit the model")
-    cell = tensors["lm.cell"].to(device) if state.cell is not None else None
+    cell = tensors["lm.cell"].to(device, torch.float32) if state.cell is not None else None
     return DecoderState(hidden=hidden, cell=cell, context=state.context)

@@ -309,9 +309,7 @@ def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, 
     try:
         progress = Progress.from_dict(state["progress"])
         if not reset_optimizer:
-            fresh = [dict(g) for g in optimizer.param_groups]
-            optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, state["optimizer"]))
-            _check_param_groups(optimizer, fresh)
+            _load_optimizer(optimizer, tensors, state["optimizer"])
         random.setstate(_as_tuple(state["python_rng"]))
         own = _rng_key("torch", rank)
         torch.set_rng_state(tensors.get(own, tensors["rng.torch"]))
@@ -323,8 +321,27 @@ def restore(out: Path, optimizer: torch.optim.Optimizer, reset_optimizer: bool, 
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:  # damaged or foreign
         where = checkpoint.resolve(out / "last") / checkpoint.TRAINER_JSON
         reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
-        raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason})") from None
+        hint = ("; if train.optimizer changed, resume with the run's own, or add --reset-optimizer to start "
+                "the optimizer afresh" if isinstance(e, OptimizerStateError) else "")
+        raise checkpoint.CheckpointError(f"{where}: cannot resume from this training state ({reason}){hint}") from None
     return progress
+
+
+class OptimizerStateError(ValueError):
+    """The saved optimizer state does not load into this config's optimizer (another
+    ``train.optimizer``, or a damaged state): ``--reset-optimizer`` starts a fresh one."""
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: Any) -> None:
+    """Load the optimizer state saved in ``last/`` into ``optimizer``, its hyperparameters
+    checked (:func:`_check_param_groups`); an :class:`OptimizerStateError` if it does not fit."""
+    fresh = [dict(g) for g in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(checkpoint.optimizer_from_tensors(tensors, meta))
+        _check_param_groups(optimizer, fresh)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise OptimizerStateError(f"the optimizer state does not fit train.optimizer: {reason}") from None
 
 
 def _check_param_groups(optimizer: torch.optim.Optimizer, fresh: list[dict[str, Any]]) -> None:
