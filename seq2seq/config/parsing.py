@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ def bounded_lines(stream: Any, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
         if len(raw) > limit and not raw.endswith(b"\n"):  # limit bytes and its newline is the longest allowed
             raise ParseError(f"line {lineno}: longer than {limit:,} bytes (not a text file of sentences?)")
         yield raw
+
+
+def file_kind(mode: int) -> str:
+    """What an ``os.stat`` mode that is not a regular file names: ``a directory``, ``a FIFO``, ..."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file"
 
 
 def read_text(path: str | Path, limit: int) -> str:

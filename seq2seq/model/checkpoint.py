@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import Config, ConfigError, load_config
-from ..config.parsing import MiB, load_json, read_text
+from ..config.parsing import MiB, file_kind, load_json, read_text
 from ..data.tokenization import Tokenizer, TokenizerError
 from .lm import LanguageModel, build_lm
 from .seq2seq import Seq2Seq, build_model, upgrade_state_dict
@@ -232,9 +232,7 @@ def check_regular_files(ckpt: Path, names: tuple[str, ...]) -> None:
         except OSError as e:
             raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
         if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
-            raise CheckpointError(f"{path}: not a regular file ({kind})")
+            raise CheckpointError(f"{path}: not a regular file ({file_kind(mode)})")
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Loaded:

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from ..cli.errors import check_positive, run_command
 from ..cli.usage import examples
-from ..config.parsing import MiB, ParseError, load_json, read_text
+from ..config.parsing import MiB, ParseError, file_kind, load_json, read_text
 from ..model.seq2seq import Seq2Seq
 from ..training.figures import DPI, alignment_figure
 from ..translation.evaluation import METRIC_NAMES
@@ -299,9 +299,7 @@ def _read_json(path: Path) -> Any:
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     if not stat.S_ISREG(mode):
-        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
-        raise ValueError(f"{path}: not a regular file ({kind})")
+        raise ValueError(f"{path}: not a regular file ({file_kind(mode)})")
     try:
         return load_json(read_text(path, MAX_EVAL_BYTES))
     except UnicodeDecodeError as e:
