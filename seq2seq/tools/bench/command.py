@@ -65,7 +65,6 @@ from .phases import Settings, log, run
 from .steps import bench_batches, profile_steps
 from .threshold import default_threshold
 
-ROOT = Path(__file__).resolve().parents[3]
 # --quick: a small dates run that finishes in under 2 minutes on 2 (shared) CPU cores: 5,400
 # training pairs in 85 batches, 3-4 s an epoch; valid exact match passes 20% in about 5 epochs.
 QUICK = ("data.size=6000", "train.batch_size=64", "train.valid_max_sentences=150")
