@@ -337,3 +337,32 @@ def test_run_rnn_runs_the_layers_with_cpu_dropout_between_them(cell: str, bidire
     torch.testing.assert_close(data(out), data(ref_out))
     for got, ref in zip(states(final), states(ref_final)):
         torch.testing.assert_close(got, ref)
+
+
+@pytest.mark.parametrize("kw", [dict(attention="luong", bidirectional=True, num_layers=2), dict(num_layers=2),
+                                dict(attention="luong", cell="gru", tie_embeddings=True)], ids=str)
+def test_beams_sharing_memory_step_as_rows_of_their_own(kw) -> None:
+    """repeat / reorder / keep (one copy of memory per sentence, keys computed once) give the
+    logits that gathering every row's own copy gives (select)."""
+    model = make(**kw)
+    src, src_len = random_batch([5, 3, 4])
+    k, g = 3, torch.Generator().manual_seed(1)
+    shared = model.encode(src, src_len).repeat(k)  # 9 rows, memory of 3 sentences
+    own = model.encode(src, src_len).select(torch.arange(3).repeat_interleave(k))  # 9 rows, 9 memories
+    assert shared.group == k and own.group == 1
+    if shared.memory is not None:
+        assert shared.memory.shape[0] == 3 and own.memory is not None and own.memory.shape[0] == 9
+    rows = torch.arange(3 * k)
+    for t in range(4):
+        prev = torch.randint(4, V_TGT, (rows.numel(),), generator=g)
+        a, shared = model.decode_step(prev, shared)
+        b, own = model.decode_step(prev, own)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        if t == 0:  # beams reordered within their sentence
+            sentence = rows // k
+            index = sentence * k + torch.randint(0, k, (rows.numel(),), generator=g)
+            shared, own = shared.reorder(index), own.select(index)
+        if t == 2:  # the middle sentence leaves the batch
+            shared, own = shared.keep(torch.tensor([0, 2])), own.select(torch.tensor([0, 1, 2, 6, 7, 8]))
+            rows = torch.arange(2 * k)
+    assert shared.keys is not None or kw.get("attention") is None

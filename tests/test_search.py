@@ -32,10 +32,24 @@ class FakeState:
     src_key: Tensor  # (N,) long
     history: Tensor  # (N,) long
     step: Tensor  # (N,) long
+    group: int = 1  # rows per sentence, consecutive
 
-    def select(self, index: Tensor) -> FakeState:
+    def select(self, index: Tensor, group: int = 1) -> FakeState:
         assert index.dtype == torch.long and index.dim() == 1
-        return FakeState(self.src_key[index], self.history[index], self.step[index])
+        return FakeState(self.src_key[index], self.history[index], self.step[index], group)
+
+    def repeat(self, k: int) -> FakeState:
+        return self.select(torch.arange(self.step.numel()).repeat_interleave(k), self.group * k)
+
+    def reorder(self, index: Tensor) -> FakeState:
+        rows = torch.arange(self.step.numel())
+        assert torch.equal(index // self.group, rows // self.group), "a row taken from another sentence"
+        return self.select(index, self.group)
+
+    def keep(self, sentences: Tensor) -> FakeState:
+        assert sentences.numel() < self.step.numel() // self.group, "keep() called without dropping a sentence"
+        rows = (sentences[:, None] * self.group + torch.arange(self.group)).view(-1)
+        return self.select(rows, self.group)
 
 
 class HashModel:
@@ -65,7 +79,7 @@ class HashModel:
         self.calls.append(prev.size(0))
         history = (state.history * 31 + prev + 1) % self.keys
         key = (state.src_key * 7 + history + 101 * state.step) % self.keys  # (N,)
-        return self.table[key], FakeState(state.src_key, history, state.step + 1)
+        return self.table[key], FakeState(state.src_key, history, state.step + 1, state.group)
 
 
 class MarkovModel:
@@ -87,7 +101,7 @@ class MarkovModel:
 
     def decode_step(self, prev: Tensor, state: FakeState) -> tuple[Tensor, FakeState]:
         self.calls.append(prev.size(0))
-        return self.logits[prev], state.select(torch.arange(prev.size(0)))
+        return self.logits[prev], state
 
 
 def gnmt(probs: list[float], alpha: float) -> float:
@@ -276,11 +290,20 @@ def test_one_batched_decode_step_per_time_step() -> None:
     model = HashModel(seed=4)
     src, src_len = batch(SENTENCES)
     max_len = torch.full((5,), 7)
-    greedy_search(model, src, src_len, bos=BOS, eos=EOS, max_len=max_len)
-    assert 1 <= len(model.calls) <= 7 and set(model.calls) == {5}
-    model.calls.clear()
-    beam_search(model, src, src_len, beam_size=4, bos=BOS, eos=EOS, max_len=max_len)
-    assert 1 <= len(model.calls) <= 7 and set(model.calls) == {5 * 4}
+    for k in (1, 4):
+        model.calls.clear()
+        search(model, src, src_len, beam_size=k, bos=BOS, eos=EOS, max_len=max_len)
+        assert 1 <= len(model.calls) <= 7 and model.calls[0] == 5 * k
+        assert all(n % k == 0 for n in model.calls) and model.calls == sorted(model.calls, reverse=True)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_finished_sentences_leave_the_batch(k: int) -> None:
+    model = MarkovModel({t: [0, 0, 0, 0.7, 0.3] for t in range(5)})  # never emits EOS
+    src, src_len = batch([[3], [4, 4], [5], [3, 3]])
+    max_len = torch.tensor([1, 3, 5, 0])  # the last is never searched; the first done after one step
+    search(model, src, src_len, beam_size=k, bos=BOS, eos=EOS, max_len=max_len)
+    assert model.calls == [3 * k, 2 * k, 2 * k, k, k]
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])

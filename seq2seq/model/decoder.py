@@ -23,7 +23,7 @@ With ``attention: luong`` each RNN output ``h_t`` is replaced by the attentional
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -35,23 +35,54 @@ from .rnn import CELLS, Dropout, run_rnn
 
 @dataclass
 class DecoderState:
-    """What the decoder carries between steps. ``select`` gathers batch rows (beams)."""
+    """What the decoder carries between steps, for ``N`` rows (sentences, or their beams).
 
-    hidden: Tensor  # (L, B, H)
-    cell: Tensor | None  # (L, B, H) for LSTM, else None
-    context: Tensor  # (B, H): the encoder's top-layer final hidden state
-    memory: Tensor | None = None  # (B, S, H): encoder outputs, with attention only
-    memory_mask: Tensor | None = None  # (B, S) bool, True at real source tokens
+    The encoder's outputs belong to sentences, not rows: ``memory`` holds one entry per
+    sentence, shared by that sentence's ``group`` consecutive rows (its beams), so that
+    reordering beams never copies it. Rows ``r`` and ``r'`` share a sentence when
+    ``r // group == r' // group``.
+    """
 
-    def select(self, index: Tensor) -> DecoderState:
-        """Rows ``index`` (N,) of every tensor: expands to beams or reorders them."""
+    hidden: Tensor  # (L, N, H)
+    cell: Tensor | None  # (L, N, H) for LSTM, else None
+    context: Tensor  # (N, H): the encoder's top-layer final hidden state
+    memory: Tensor | None = None  # (N / group, S, H): encoder outputs, with attention only
+    memory_mask: Tensor | None = None  # (N / group, S) bool, True at real source tokens
+    keys: Tensor | None = None  # (N / group, S, H): the attention keys of memory, once computed
+    group: int = 1  # rows per sentence (beams), sharing one entry of memory
+
+    def _rows(self, index: Tensor, group: int, sentences: Tensor | None = None) -> DecoderState:
+        """Rows ``index`` (M,) long of the per-row tensors, ``group`` rows a sentence, and the
+        entries ``sentences`` long of memory, its mask and keys (None: all, as they are)."""
+        def entries(x: Tensor | None) -> Tensor | None:
+            return x if x is None or sentences is None else x.index_select(0, sentences)
         return DecoderState(
             hidden=self.hidden.index_select(1, index),
             cell=None if self.cell is None else self.cell.index_select(1, index),
             context=self.context.index_select(0, index),
-            memory=None if self.memory is None else self.memory.index_select(0, index),
-            memory_mask=None if self.memory_mask is None else self.memory_mask.index_select(0, index),
+            memory=entries(self.memory), memory_mask=entries(self.memory_mask), keys=entries(self.keys),
+            group=group,
         )
+
+    def select(self, index: Tensor) -> DecoderState:
+        """Any rows ``index`` (M,) long, each as a sentence of its own (``group`` 1)."""
+        return self._rows(index, 1, torch.div(index, self.group, rounding_mode="floor"))
+
+    def repeat(self, k: int) -> DecoderState:
+        """Each row as ``k`` consecutive rows (beams) sharing its sentence's memory: N*k rows."""
+        index = torch.arange(self.hidden.size(1), device=self.hidden.device).repeat_interleave(k)
+        return self._rows(index, self.group * k)
+
+    def reorder(self, index: Tensor) -> DecoderState:
+        """Rows ``index`` (N,) long where row ``r`` takes a row of its own sentence
+        (``index[r] // group == r // group``): beams reordered, memory untouched."""
+        return self._rows(index, self.group)
+
+    def keep(self, sentences: Tensor) -> DecoderState:
+        """Only the sentences ``sentences`` (M,) long, with all their rows: M*group rows."""
+        g = self.group
+        rows = (sentences[:, None] * g + torch.arange(g, device=sentences.device)).view(-1)  # (M*g,)
+        return self._rows(rows, g, sentences)
 
 
 class Decoder(nn.Module):
@@ -91,13 +122,12 @@ class Decoder(nn.Module):
         """
         out, h, c, ctx = self._run_rnn(emb, state)  # out (B, T, H)
         if self.attention is not None and state.memory is not None:
-            out = self.attention(out, state.memory, state.memory_mask)  # (B, T, H)
+            out = self.attention(out, state.memory, state.memory_mask, keys=state.keys, group=state.group)
         out = self.dropout(self._peek(out, ctx))  # peeky: [h_t; c] (B, T, 2H) into the output layer
         if self.pre_output is not None:
             out = self.pre_output(out)  # (B, T, E)
         logits = self.output(out)  # (B, T, V)
-        return logits, DecoderState(hidden=h, cell=c, context=state.context, memory=state.memory,
-                                    memory_mask=state.memory_mask)
+        return logits, replace(state, hidden=h, cell=c)
 
     def _peek(self, x: Tensor, ctx: Tensor) -> Tensor:
         """Peeky: ``[x; c]`` at every step, ``x`` ``(B, T, X)`` and ``ctx`` ``(B, T, H)`` ->
@@ -129,4 +159,11 @@ class Decoder(nn.Module):
         if self.attention is None or state.memory is None:
             raise ValueError("this model has no attention (model.attention: none)")
         out, _, _, _ = self._run_rnn(emb, state)
-        return self.attention.weights(out, state.memory, state.memory_mask)
+        return self.attention.weights(out, state.memory, state.memory_mask, keys=state.keys, group=state.group)
+
+    def with_keys(self, state: DecoderState) -> DecoderState:
+        """``state`` with the attention keys of its memory computed (once, for step-by-step
+        decoding); as it is without attention or when they are there already."""
+        if self.attention is None or state.memory is None or state.keys is not None:
+            return state
+        return replace(state, keys=self.attention.keys(state.memory))

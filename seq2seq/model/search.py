@@ -1,10 +1,16 @@
 """Greedy and beam search over the narrow model interface ``encode`` / ``decode_step``.
 
-Search sees the model only through two methods and the state's ``select``::
+Search sees the model only through two methods and three of the state's::
 
     state = model.encode(src, src_len)              # src (B, S) long, src_len (B,) long
     logits, state = model.decode_step(prev, state)  # prev (N,) long -> logits (N, V)
-    state = state.select(index)                     # index (M,) long: gather rows -> M rows
+    state = state.repeat(k)                         # each sentence's row as k beams: B*k rows
+    state = state.reorder(index)                    # index (N,) long: beams within their sentence
+    state = state.keep(sentences)                   # sentences (M,) long: the rest leave the batch
+
+A sentence leaves the batch as soon as it is finished, so later steps compute only the
+sentences still searched (their beams stay together, so the model can keep one copy of
+a sentence's encoder outputs for all its beams).
 
 Both searches return the same type: one list of :class:`Hypothesis` per input sentence,
 in input order, best first. A hypothesis is scored by its length-normalised
@@ -33,18 +39,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_Self = TypeVar("_Self", bound="Selectable")
+_Self = TypeVar("_Self", bound="SearchState")
 
 
-class Selectable(Protocol):
-    """A decoder state for N rows (e.g. ``decoder.DecoderState``): search only gathers rows of it."""
+class SearchState(Protocol):
+    """A decoder state for N rows (e.g. ``decoder.DecoderState``), the rows of a sentence
+    consecutive: search only rearranges its rows."""
 
-    def select(self: _Self, index: Tensor) -> _Self:
-        """Rows ``index`` (M,) long of this state, as a state for M rows."""
+    def repeat(self: _Self, k: int) -> _Self:
+        """Each row as ``k`` consecutive rows (one sentence's beams): N*k rows."""
+        ...
+
+    def reorder(self: _Self, index: Tensor) -> _Self:
+        """Rows ``index`` (N,) long, each taken from the same sentence's rows."""
+        ...
+
+    def keep(self: _Self, sentences: Tensor) -> _Self:
+        """Only the sentences ``sentences`` (M,) long (positions among this state's), all their rows."""
         ...
 
 
-S = TypeVar("S", bound=Selectable)
+S = TypeVar("S", bound=SearchState)
 
 
 class SearchModel(Protocol[S]):
@@ -114,22 +129,27 @@ def continuing(tokens: Tensor, eos: int, beam_size: int) -> Tensor:
     return key.topk(beam_size, dim=1, largest=False).indices  # (B, K), ascending key
 
 
-def finishing(
-    top_score: Tensor, top_tok: Tensor, keep: Tensor, eos: int, last: Tensor, done: Tensor
-) -> Tensor:
+def finishing(top_score: Tensor, top_tok: Tensor, keep: Tensor, eos: int, last: Tensor) -> Tensor:
     """Which of the top candidates (B, 2K) become finished hypotheses at this step.
 
-    A candidate finishes when its sentence is not yet ``done`` (B,), its score is finite,
-    and either it ends in EOS and ranks within the top K (candidates ``0..K-1``; as in
-    fairseq, an EOS ranked below K is dropped), or this is the sentence's ``last`` (B,)
-    step and it is one of the ``keep`` (B, K) continuing candidates (reached max_len).
+    A candidate finishes when its score is finite and either it ends in EOS and ranks within
+    the top K (candidates ``0..K-1``; as in fairseq, an EOS ranked below K is dropped), or
+    this is the sentence's ``last`` (B,) step and it is one of the ``keep`` (B, K)
+    continuing candidates (reached max_len). (Sentences already done are not in the batch.)
     """
     k = keep.size(1)
     rank = torch.arange(top_tok.size(1), device=top_tok.device)  # (2K,)
     ends = (top_tok == eos) & (rank < k)  # (B, 2K)
     kept = torch.zeros_like(ends).scatter_(1, keep, True)  # (B, 2K)
     full = kept & last.unsqueeze(1)  # (B, 2K)
-    return (ends | full) & torch.isfinite(top_score) & ~done.unsqueeze(1)
+    return (ends | full) & torch.isfinite(top_score)
+
+
+def still_searched(finished: Tensor) -> Tensor | None:
+    """Positions (M,) of the sentences not ``finished`` (A,) bool, or None when all are
+    (the one host sync of a search step)."""
+    left = int((~finished).sum())
+    return None if left == finished.numel() else (~finished).nonzero()[:, 0]
 
 
 def _normalise(raw: Tensor, n: Tensor, alpha: float) -> Tensor:
@@ -165,37 +185,41 @@ def greedy_search(
     """Pick the most probable next token for the whole batch, one decode step at a time.
 
     ``src`` (B, S), ``src_len`` (B,), ``max_len`` (B,): per-sentence limit on output tokens.
-    A sentence stops at EOS or after ``max_len[b]`` tokens; the loop stops when all have.
-    Returns ``[[Hypothesis]] * B`` (one hypothesis per sentence). The caller puts the
-    model in eval mode.
+    A sentence stops at EOS or after ``max_len[b]`` tokens and leaves the batch; the loop
+    stops when all have. Returns ``[[Hypothesis]] * B`` (one hypothesis per sentence). The
+    caller puts the model in eval mode.
     """
     _check_args(src, max_len, 1, 1)
-    b = src.size(0)
-    device = src.device
+    b, device = src.size(0), src.device
     max_len = max_len.to(device)
+    active = (max_len > 0).nonzero()[:, 0]  # (A,) the sentences still searched
     state = model.encode(src, src_len)
-    prev = torch.full((b,), bos, dtype=torch.long, device=device)  # (B,)
-    score = torch.zeros(b, device=device)  # (B,) raw log-prob so far
-    done = max_len <= 0  # (B,)
+    if active.numel() < b:
+        state = state.keep(active)
+    limit = max_len[active]  # (A,)
+    prev = torch.full((active.numel(),), bos, dtype=torch.long, device=device)  # (A,)
+    score = torch.zeros(active.numel(), device=device)  # (A,) raw log-prob so far
     final_score = torch.zeros(b, device=device)  # (B,) raw log-prob when finished
     final_n = torch.zeros(b, dtype=torch.long, device=device)  # (B,) tokens scored
     out_len = torch.zeros(b, dtype=torch.long, device=device)  # (B,) tokens without EOS
-    steps: list[Tensor] = []  # per step: (B,) chosen tokens
-    for t in range(int(max_len.max()) if b else 0):
-        if bool(done.all()):  # the one host sync per step
-            break
-        logits, state = model.decode_step(prev, state)  # (B, V)
-        cand = score.unsqueeze(1) + F.log_softmax(logits.float(), dim=-1)  # (B, V)
-        top_score, top_idx = top_candidates(cand, 1)  # (B, 2)
-        tok, score = top_idx[:, 0], top_score[:, 0]  # (B,)
+    steps: list[Tensor] = []  # per step: (B,) chosen tokens (EOS for sentences no longer searched)
+    for t in range(int(max_len.max()) if active.numel() else 0):
+        logits, state = model.decode_step(prev, state)  # (A, V)
+        cand = score.unsqueeze(1) + F.log_softmax(logits.float(), dim=-1)  # (A, V)
+        top_score, top_idx = top_candidates(cand, 1)  # (A, 2)
+        tok, score = top_idx[:, 0], top_score[:, 0]  # (A,)
         is_eos = tok == eos
-        finish = ~done & (is_eos | (t + 1 >= max_len))  # (B,)
-        final_score = torch.where(finish, score, final_score)
-        final_n = torch.where(finish, t + 1, final_n)
-        out_len = torch.where(finish, t + 1 - is_eos.long(), out_len)
-        done = done | finish
-        steps.append(tok)
+        finish = is_eos | (t + 1 >= limit)  # (A,)
+        final_score.index_copy_(0, active, torch.where(finish, score, final_score[active]))
+        final_n.index_copy_(0, active, torch.where(finish, t + 1, final_n[active]))
+        out_len.index_copy_(0, active, torch.where(finish, t + 1 - is_eos.long(), out_len[active]))
+        steps.append(torch.full((b,), eos, dtype=torch.long, device=device).index_copy_(0, active, tok))
         prev = tok
+        left = still_searched(finish)
+        if left is not None:
+            if left.numel() == 0:
+                break
+            active, limit, prev, score, state = active[left], limit[left], prev[left], score[left], state.keep(left)
     tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(b)]  # (B, T)
     norm = _normalise(final_score, final_n, alpha).tolist()
     return [[Hypothesis(row[:n], s)] for row, n, s in zip(tokens, out_len.tolist(), norm)]
@@ -231,7 +255,7 @@ def beam_search(
     alpha: float = 1.0,
     nbest: int = 1,
 ) -> list[list[Hypothesis]]:
-    """Beam search over all B sentences x K beams as one batch of B*K rows.
+    """Beam search over the sentences still searched x K beams as one batch.
 
     Each step (``t`` = 0, 1, ...; candidates at step t have ``n = t + 1`` tokens scored):
 
@@ -243,72 +267,89 @@ def beam_search(
        last step (``t + 1 == max_len[b]``) they become finished hypotheses too.
 
     Stopping rule: a sentence is done when it has at least ``beam_size`` finished
-    hypotheses or reaches ``max_len[b]``; the loop stops when all sentences are done.
-    Finished hypotheses are ranked by ``raw / lp(n)``; the best ``nbest`` are returned
-    (fewer only if fewer exist, e.g. a tiny vocabulary). ``max_len[b] = 0`` gives one
-    empty hypothesis of score 0. The caller puts the model in eval mode.
+    hypotheses or reaches ``max_len[b]``, and leaves the batch; the loop stops when all
+    sentences are done. Finished hypotheses are ranked by ``raw / lp(n)``; the best
+    ``nbest`` are returned (fewer only if fewer exist, e.g. a tiny vocabulary).
+    ``max_len[b] = 0`` gives one empty hypothesis of score 0. The caller puts the model in
+    eval mode.
     """
     _check_args(src, max_len, beam_size, nbest)
-    b, k = src.size(0), beam_size
-    max_len = max_len.to(src.device)
-    state, prev, score = _start_beams(model, src, src_len, k, bos)
-    rows = torch.arange(b, device=src.device)  # (B,)
-    n_finished = torch.zeros(b, dtype=torch.long, device=src.device)  # (B,)
-    done = max_len <= 0  # (B,)
-    history: list[_Step] = []
-    for t in range(int(max_len.max()) if b else 0):
-        if bool(done.all()):  # the one host sync per step
-            break
-        logits, state = model.decode_step(prev.view(b * k), state)  # (B*K, V)
-        last = t + 1 >= max_len  # (B,)
-        step = _beam_step(logits, score, eos, last, done)
-        history.append(step)
+    b, k, device = src.size(0), beam_size, src.device
+    max_len = max_len.to(device)
+    active = (max_len > 0).nonzero()[:, 0]  # (A,) the sentences still searched
+    state, prev, score = _start_beams(model, src, src_len, active, k, bos)
+    limit = max_len[active]  # (A,)
+    n_finished = torch.zeros(active.numel(), dtype=torch.long, device=device)  # (A,)
+    history: list[_Step] = []  # per step, for all B sentences
+    for t in range(int(max_len.max()) if active.numel() else 0):
+        logits, state = model.decode_step(prev.view(-1), state)  # (A*K, V)
+        last = t + 1 >= limit  # (A,)
+        step = _beam_step(logits, score, eos, last)
+        history.append(step if active.numel() == b else _for_all(step, active, b))
         n_finished = n_finished + step.final.sum(dim=1)
-        done = done | last | (n_finished >= k)
-        score, parent, prev = step.survivors()  # (B, K) each
-        state = state.select((rows.unsqueeze(1) * k + parent).view(b * k))  # B*K rows
+        score, parent, prev = step.survivors()  # (A, K) each
+        rows = torch.arange(active.numel(), device=device).unsqueeze(1)  # (A, 1)
+        state = state.reorder((rows * k + parent).view(-1))  # A*K rows, beams within their sentence
+        left = still_searched(last | (n_finished >= k))
+        if left is not None:
+            if left.numel() == 0:
+                break
+            active, limit, n_finished = active[left], limit[left], n_finished[left]
+            score, prev, state = score[left], prev[left], state.keep(left)
     return _collect(history, b, eos, alpha, nbest)
 
 
-def _start_beams(model: SearchModel[S], src: Tensor, src_len: Tensor, k: int, bos: int) -> tuple[S, Tensor, Tensor]:
-    """The ``k`` beams of each sentence before step 0.
+def _start_beams(model: SearchModel[S], src: Tensor, src_len: Tensor, active: Tensor, k: int, bos: int
+                 ) -> tuple[S, Tensor, Tensor]:
+    """The ``k`` beams of each sentence searched before step 0.
 
     Args:
         src: source ids ``(B, S)`` long; src_len: their lengths ``(B,)`` long.
+        active: the sentences searched ``(A,)`` long (the others have no output to search).
 
     Returns:
-        the state of ``B*K`` rows (each sentence's ``k`` beams together), BOS as each beam's
-        previous token ``(B, K)``, and the beams' raw log-probs ``(B, K)``: 0 for beam 0,
+        the state of ``A*K`` rows (each sentence's ``k`` beams together), BOS as each beam's
+        previous token ``(A, K)``, and the beams' raw log-probs ``(A, K)``: 0 for beam 0,
         -inf for the others, so that no two hypotheses are the same.
     """
-    b, device = src.size(0), src.device
-    state = model.encode(src, src_len).select(torch.arange(b, device=device).repeat_interleave(k))  # B*K rows
-    prev = torch.full((b, k), bos, dtype=torch.long, device=device)  # (B, K)
-    score = torch.zeros(b, k, device=device)  # (B, K) raw log-prob of each beam
+    a, device = active.numel(), src.device
+    state = model.encode(src, src_len)
+    if a < src.size(0):
+        state = state.keep(active)
+    prev = torch.full((a, k), bos, dtype=torch.long, device=device)  # (A, K)
+    score = torch.zeros(a, k, device=device)  # (A, K) raw log-prob of each beam
     score[:, 1:] = float("-inf")
-    return state, prev, score
+    return state.repeat(k), prev, score
 
 
-def _beam_step(logits: Tensor, score: Tensor, eos: int, last: Tensor, done: Tensor) -> _Step:
+def _beam_step(logits: Tensor, score: Tensor, eos: int, last: Tensor) -> _Step:
     """Steps 1 to 4 of :func:`beam_search` at one time step.
 
     Args:
-        logits: next-token logits of every beam ``(B*K, V)``.
-        score: the beams' raw log-probs so far ``(B, K)``.
-        last: ``(B,)`` bool, this is the sentence's last step; done: ``(B,)`` bool, it is done.
+        logits: next-token logits of every beam ``(A*K, V)``.
+        score: the beams' raw log-probs so far ``(A, K)``.
+        last: ``(A,)`` bool, this is the sentence's last step.
 
     Returns:
         the top ``2K`` candidates of each sentence, which of them finish, and the ``K`` that continue.
     """
-    b, k = score.shape
+    a, k = score.shape
     logp = F.log_softmax(logits.float(), dim=-1)
     v = logp.size(-1)
-    cand = (score.unsqueeze(2) + logp.view(b, k, v)).view(b, k * v)  # (B, K*V)
-    top_score, top_idx = top_candidates(cand, k)  # (B, 2K)
-    top_beam, top_tok = top_idx // v, top_idx % v  # (B, 2K)
-    keep = continuing(top_tok, eos, k)  # (B, K)
-    final = finishing(top_score, top_tok, keep, eos, last, done)  # (B, 2K)
+    cand = (score.unsqueeze(2) + logp.view(a, k, v)).view(a, k * v)  # (A, K*V)
+    top_score, top_idx = top_candidates(cand, k)  # (A, 2K)
+    top_beam, top_tok = top_idx // v, top_idx % v  # (A, 2K)
+    keep = continuing(top_tok, eos, k)  # (A, K)
+    final = finishing(top_score, top_tok, keep, eos, last)  # (A, 2K)
     return _Step(top_beam, top_tok, top_score, final, keep)
+
+
+def _for_all(step: _Step, active: Tensor, b: int) -> _Step:
+    """``step`` of the sentences ``active`` (A,) as a step of all ``b``: the others' rows
+    finish nothing (and are never read back)."""
+    def rows(x: Tensor) -> Tensor:
+        return x.new_zeros((b, *x.shape[1:])).index_copy_(0, active, x)
+    return _Step(*(rows(x) for x in step))
 
 
 def _collect(history: list[_Step], b: int, eos: int, alpha: float, nbest: int) -> list[list[Hypothesis]]:

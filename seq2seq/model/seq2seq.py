@@ -90,12 +90,13 @@ class Seq2Seq(nn.Module):
 
         Args:
             prev: the previous target token of each row ``(N,)`` long (BOS at the start).
-            state: the rows' state (N rows; :meth:`DecoderState.select` makes beams of them).
+            state: the rows' state (N rows; :meth:`DecoderState.repeat` makes beams of them).
+                The first step computes the attention keys, which the returned state carries.
 
         Returns:
             next-token logits ``(N, V)`` and the state after this step.
         """
-        logits, new_state = self.decode(prev[:, None], state)
+        logits, new_state = self.decode(prev[:, None], self.decoder.with_keys(state))
         return logits[:, 0], new_state
 
     def alignment(self, src: Tensor, src_len: Tensor, tgt_in: Tensor) -> Tensor:
