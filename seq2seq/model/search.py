@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 _Self = TypeVar("_Self", bound="SearchState")
@@ -106,15 +105,26 @@ def max_lengths(src_len: Tensor, ratio: float, offset: int) -> Tensor:
     return limit.long() + offset
 
 
-def top_candidates(scores: Tensor, beam_size: int) -> tuple[Tensor, Tensor]:
-    """The best ``2 * beam_size`` candidates of each row, best first.
+def top_candidates(logits: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+    """The best ``2K`` extensions of each sentence's ``K`` beams, best first.
 
-    ``scores`` (B, K*V): accumulated log-prob of every (beam, token) extension.
-    Returns values and flat indices ``k * V + v``, both (B, min(2K, K*V)). Twice the beam
+    ``logits`` (A*K, V): next-token logits of every beam; ``score`` (A, K): the beams' raw
+    log-probs so far. An extension's score is ``score[b, k] + log p(v | beam k)``. The best
+    2K of a sentence are among each of its beams' best 2K tokens, so only those are scored
+    (``log p = logit - logsumexp(logits)``, in float32): no (A, K*V) tensor of candidates.
+    Returns the scores and flat indices ``k * V + v``, both (A, min(2K, K*V)). Twice the beam
     size guarantees K candidates that do not end in EOS (each beam has one EOS extension).
-    Greedy search calls this with ``beam_size=1`` so it breaks ties exactly as beam search.
+    Greedy search calls this with ``K = 1`` so it breaks ties exactly as beam search.
     """
-    return scores.topk(min(2 * beam_size, scores.size(1)), dim=1)  # (B, 2K) each
+    a, k = score.shape
+    v = logits.size(-1)
+    logits = logits.float()
+    c = min(2 * k, v)
+    top_logit, top_tok = logits.topk(c, dim=-1)  # (A*K, c): each beam's best tokens
+    cand = score.reshape(-1, 1) + (top_logit - torch.logsumexp(logits, dim=-1, keepdim=True))  # (A*K, c)
+    best, pos = cand.view(a, k * c).topk(min(2 * k, k * c), dim=1)  # (A, 2K)
+    tok = top_tok.view(a, k * c).gather(1, pos)  # (A, 2K)
+    return best, torch.div(pos, c, rounding_mode="floor") * v + tok
 
 
 def continuing(tokens: Tensor, eos: int, beam_size: int) -> Tensor:
@@ -205,8 +215,7 @@ def greedy_search(
     steps: list[Tensor] = []  # per step: (B,) chosen tokens (EOS for sentences no longer searched)
     for t in range(int(max_len.max()) if active.numel() else 0):
         logits, state = model.decode_step(prev, state)  # (A, V)
-        cand = score.unsqueeze(1) + F.log_softmax(logits.float(), dim=-1)  # (A, V)
-        top_score, top_idx = top_candidates(cand, 1)  # (A, 2)
+        top_score, top_idx = top_candidates(logits, score.unsqueeze(1))  # (A, 2)
         tok, score = top_idx[:, 0], top_score[:, 0]  # (A,)
         is_eos = tok == eos
         finish = is_eos | (t + 1 >= limit)  # (A,)
@@ -333,11 +342,8 @@ def _beam_step(logits: Tensor, score: Tensor, eos: int, last: Tensor) -> _Step:
     Returns:
         the top ``2K`` candidates of each sentence, which of them finish, and the ``K`` that continue.
     """
-    a, k = score.shape
-    logp = F.log_softmax(logits.float(), dim=-1)
-    v = logp.size(-1)
-    cand = (score.unsqueeze(2) + logp.view(a, k, v)).view(a, k * v)  # (A, K*V)
-    top_score, top_idx = top_candidates(cand, k)  # (A, 2K)
+    k, v = score.size(1), logits.size(-1)
+    top_score, top_idx = top_candidates(logits, score)  # (A, 2K)
     top_beam, top_tok = top_idx // v, top_idx % v  # (A, 2K)
     keep = continuing(top_tok, eos, k)  # (A, K)
     final = finishing(top_score, top_tok, keep, eos, last)  # (A, 2K)
