@@ -20,10 +20,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models on shared cores: on
 
 ROOT = Path(__file__).resolve().parent.parent
 # A model that trains in well under a second on the CPU: 360 training pairs, 3 batches an epoch.
-# fp32 (train.bf16=false): tests that compare runs step for step need exact arithmetic; the
-# bf16 path has tests of its own (test_device.py).
+# fp32 (train.bf16=false, decode.bf16=false): tests that compare runs step for step, or a sentence
+# alone and in a batch, need exact arithmetic; the bf16 paths have tests of their own
+# (test_device.py, test_precision.py).
 TINY = ("data.size=400", "model.hidden_dim=32", "model.embed_dim=8", "train.epochs=2",
-        "train.progress=false", "train.log_every=2", "decode.batch_size=64", "train.bf16=false")
+        "train.progress=false", "train.log_every=2", "decode.batch_size=64", "train.bf16=false", "decode.bf16=false")
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +95,22 @@ def tiny_attention_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_con
 
     out = tmp_path_factory.mktemp("tiny_attention") / "run"
     train(tiny_config("model.attention=luong", "train.max_steps=3"), out)
+    return out / "best"
+
+
+DATES_MODEL = ("data.size=6000", "model.hidden_dim=128", "train.batch_size=32", "train.epochs=7",
+               "train.valid_max_sentences=100", "train.samples=0", "train.progress=false")
+
+
+@pytest.fixture(scope="session")
+def dates_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dates model that works: configs/dates.yaml, smaller (about 30 s on one CPU core), for the
+    ``learns`` tier (test_translate.py, test_precision.py). Read only."""
+    from seq2seq.config import load_config
+    from seq2seq.training.trainer import train
+
+    out = tmp_path_factory.mktemp("dates") / "run"
+    train(load_config(ROOT / "configs" / "dates.yaml", DATES_MODEL), out)
     return out / "best"
 
 

@@ -174,7 +174,7 @@ def test_evaluate_checkpoint_test_split(tiny_checkpoint: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     out = result.stdout
     test = load_split(load_config(tiny_checkpoint / "config.yaml").data, "test")
-    assert out.splitlines()[0] == f"dates:test: {len(test)} sentences, beam 5"
+    assert out.splitlines()[0] == f"dates:test: {len(test)} sentences, beam 5, fp32"
     assert re.search(r"^BLEU = [\d.]+  " + BLEU_SIGNATURE.pattern + "$", out, re.M), out
     assert re.search(r"^chrF = [\d.]+  " + CHRF_SIGNATURE.pattern + "$", out, re.M), out
     assert re.search(rf"^exact match = [\d.]+%  \({len(test)} sentences\)$", out, re.M), out
@@ -215,7 +215,7 @@ def test_evaluate_src_ref_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
     result = run_evaluate("--checkpoint", str(tiny_checkpoint), "--src", str(src), "--ref", str(ref), "--beam", "2",
                           "--batch-size", "2", "--json", str(js), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[0] == f"{src} / {ref}: 4 sentences, beam 2"
+    assert result.stdout.splitlines()[0] == f"{src} / {ref}: 4 sentences, beam 2, fp32"
     assert "exact match = 50.00%  (4 sentences)" in result.stdout
     assert re.search(r"^\s+1-10\s+n=3\s+BLEU", result.stdout, re.M)
     assert re.search(r"^\s+11-20\s+n=1\s+BLEU", result.stdout, re.M)

@@ -449,21 +449,6 @@ UNSEEN = {
     "12 nov 2040": "2040-11-12",
     "Wed, Jan 1, 2020": "2020-01-01",
 }
-DATES_MODEL = ("data.size=6000", "model.hidden_dim=128", "train.batch_size=32", "train.epochs=7",
-               "train.valid_max_sentences=100", "train.samples=0", "train.progress=false")
-
-
-@pytest.fixture(scope="session")
-def dates_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A dates model that works: configs/dates.yaml, smaller (about 30 s on one CPU core)."""
-    from seq2seq.config import load_config
-    from seq2seq.training.trainer import train
-
-    out = tmp_path_factory.mktemp("dates") / "run"
-    train(load_config(ROOT / "configs" / "dates.yaml", DATES_MODEL), out)
-    return out / "best"
-
-
 @pytest.mark.learns
 def test_unseen_human_dates_become_iso_dates(dates_checkpoint: Path) -> None:
     from seq2seq.config import load_config

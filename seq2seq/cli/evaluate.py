@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..translation.evaluation import DEFAULT_BUCKETS, evaluate_split, format_report
+from .decoding import add_precision_options, precision_changes
 from .errors import check_positive, require_stdout, run_command
 from .usage import examples
 
@@ -35,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_precision_options(p)
     p.add_argument("--output", type=Path, default=None, help="write the hypotheses here")
     p.add_argument("--json", type=Path, default=None, help="write the scores as JSON here")
     p.add_argument("--buckets", type=int, nargs="+", default=list(DEFAULT_BUCKETS), metavar="N",
@@ -50,8 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """Check the options, load the checkpoint, score the test set."""
-    import dataclasses
-
     from ..runtime.device import select_device
     from ..translation.translator import Translator
     from .outputs import check_outputs
@@ -62,9 +62,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_outputs({"--output": args.output, "--json": args.json}, {"--src": args.src, "--ref": args.ref})
     if args.json is None:  # the scores go to stdout only
         require_stdout("--json FILE")
-    translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"))
-    if args.batch_size is not None:
-        translator.decode = dataclasses.replace(translator.decode, batch_size=args.batch_size)
+    changes = precision_changes(args) | ({} if args.batch_size is None else {"batch_size": args.batch_size})
+    translator = Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"), **changes)
     pairs, name = _pairs(args, translator)
     beam = translator.beam_size(args.beam)
     if any(b < 1 for b in args.buckets) or list(args.buckets) != sorted(set(args.buckets)):
@@ -102,6 +101,7 @@ def _score(args: argparse.Namespace, translator: Translator, pairs: list[tuple[s
     import dataclasses
     import json
 
+    from ..translation import precision
     from .outputs import open_output
 
     def warn(i: int, msg: str) -> None:
@@ -112,13 +112,15 @@ def _score(args: argparse.Namespace, translator: Translator, pairs: list[tuple[s
         json_file = stack.enter_context(open_output(args.json)) if args.json else None
         result = evaluate_split(translator, [s for s, _ in pairs], [t for _, t in pairs], beam,
                                 edges=tuple(args.buckets), warn=warn)
-        print(f"{name}: {len(pairs)} sentences, beam {beam}")
+        how = precision.describe(translator.decode, translator.device)
+        print(f"{name}: {len(pairs)} sentences, beam {beam}, {how}")
         print(format_report(result.scores, result.buckets))
         if hyp_file is not None:
             hyp_file.write("".join(h + "\n" for h in result.hyps))
         if json_file is not None:
             json_file.write(json.dumps({
-                "data": name, "beam": beam, **dataclasses.asdict(result.scores),
+                "data": name, "beam": beam, "precision": precision.resolve(translator.decode, translator.device),
+                **dataclasses.asdict(result.scores),
                 "buckets": [dataclasses.asdict(b) for b in result.buckets]}, indent=2) + "\n")
 
 

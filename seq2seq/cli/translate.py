@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..config.parsing import ParseError, bounded_lines
+from .decoding import add_precision_options, precision_changes
 from .errors import check_positive, require_stdout, run_command
 from .usage import examples
 
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
         **examples(
             'echo "Ein Hund rennt im Schnee." | python translate.py --checkpoint runs/multi30k_de_en_attention',
             "python translate.py --checkpoint runs/dates --input dates.txt --output iso.txt --beam 5",
+            "python translate.py --checkpoint runs/multi30k_de_en_attention --quantize int8 < de.txt > en.txt",
         ))
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
     p.add_argument("--input", type=Path, default=None, help="input file (default: stdin)")
@@ -73,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-len-ratio", type=float, default=None,
                    help="output length limit: R * source length + decode.max_len_offset")
     p.add_argument("--length-penalty", type=float, default=None, help="alpha of the length normalisation")
+    add_precision_options(p)
     p.add_argument("--chunk", type=int, default=10_000, help=argparse.SUPPRESS)
     return p
 
@@ -107,8 +110,6 @@ def _translate(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> Translator:
     """The checkpoint's translator with the command line's decode options, every option checked
     (and the outputs found writable) before the checkpoint is read."""
-    import dataclasses
-
     from ..runtime.device import select_device
     from ..translation.translator import Translator
     from .outputs import check_outputs
@@ -121,11 +122,9 @@ def _load(args: argparse.Namespace) -> Translator:
         require_stdout("--output FILE")
     changes: dict[str, Any] = {name: getattr(args, name) for name in ("batch_size", "max_len_ratio", "length_penalty")
                                if getattr(args, name) is not None}
+    changes.update(precision_changes(args))
     _check_decode_options(changes)
-    device = select_device(args.device, "--device")
-    translator = Translator.from_checkpoint(args.checkpoint, device)
-    translator.decode = dataclasses.replace(translator.decode, **changes)
-    return translator
+    return Translator.from_checkpoint(args.checkpoint, select_device(args.device, "--device"), **changes)
 
 
 def _check_decode_options(changes: dict[str, Any]) -> None:

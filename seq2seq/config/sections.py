@@ -310,9 +310,18 @@ class DecodeConfig:
     # sentences a decoding batch (sorted by length): translation, evaluation, validation during training
     # (its loss too), and a language model's scoring by sentence
     batch_size: int = 128
+    # decode in bf16: a bf16 copy of the weights (log-probs and beam scores stay fp32) for translate.py, evaluate
+    # and the server, not for validation during training; auto: on CUDA and on CPUs with native bf16
+    # (AVX512-BF16, AMX), as train.bf16; true: always (emulated, slowly, on other CPUs); false: fp32
+    bf16: Literal["auto", True, False] = "auto"
+    # int8: dynamic int8 quantization of the LSTM/GRU/RNN and linear layers (torch.ao.quantization) for
+    # translate.py, evaluate and the server; CPU only; the rest runs in fp32 (bf16 is then not applied)
+    quantize: Literal["none", "int8"] = "none"
 
     def __post_init__(self) -> None:
         _check_finite(self, "decode")
+        check(self.bf16 in ("auto", True, False), "decode.bf16", f"must be auto, true or false, got {self.bf16!r}")
+        check(self.quantize in ("none", "int8"), "decode.quantize", f"must be none or int8, got {self.quantize!r}")
         check(self.beam_size >= 1, "decode.beam_size", f"must be >= 1, got {self.beam_size}")
         check(1 <= self.nbest <= self.beam_size, "decode.nbest",
                f"must be in [1, beam_size={self.beam_size}], got {self.nbest}")

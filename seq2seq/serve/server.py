@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cli.decoding import add_precision_options, precision_changes
 from ..cli.errors import excerpt, run_command
 from ..cli.usage import examples
 from .batcher import Batcher, Batching, Busy
@@ -72,20 +73,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load(path: str | Path, device: str = "auto") -> tuple["Translator", dict[str, Any]]:
-    """A :class:`~seq2seq.translation.translator.Translator` for the checkpoint at ``path`` and what
-    ``/v1/model`` says of it."""
+def load(path: str | Path, device: str = "auto", **changes: Any) -> tuple["Translator", dict[str, Any]]:
+    """A :class:`~seq2seq.translation.translator.Translator` for the checkpoint at ``path``, its
+    decode section with ``changes`` (e.g. ``quantize="int8"``), and what ``/v1/model`` says of it."""
     from ..model import checkpoint
     from ..runtime.device import select_device
+    from ..translation import precision
     from ..translation.translator import Translator
 
     dev = select_device(device, "--device")
     loaded = checkpoint.load(path, dev)
     cfg = loaded.config
-    translator = Translator(loaded.model, loaded.src_tok, loaded.tgt_tok, cfg.data, cfg.decode, dev)
+    decode = dataclasses.replace(cfg.decode, **changes)
+    model = precision.prepare(loaded.model, decode, dev)
+    translator = Translator(model, loaded.src_tok, loaded.tgt_tok, cfg.data, decode, dev)
     info = {
         "source_language": cfg.data.src_lang, "target_language": cfg.data.tgt_lang, "corpus": cfg.data.source,
         "attention": cfg.model.attention != "none", "beam_size": cfg.decode.beam_size,
+        "precision": precision.resolve(decode, dev),
         "checkpoint": {"name": f"{loaded.path.parent.name}/{loaded.path.name}",
                        "weights_sha256": _sha256(loaded.path / checkpoint.MODEL_FILE)},
         "config": cfg.to_dict(),
@@ -268,11 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Serve a checkpoint: an HTTP translation API and a demo page.",
         **examples(
             "python -m seq2seq serve --checkpoint runs/multi30k_de_en_attention --port 8000",
+            "python -m seq2seq serve --checkpoint runs/multi30k_de_en_attention --quantize int8",
         ))
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (or a run directory)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_precision_options(p)
     helps = {"max_lines": "lines in one request, at most", "max_chars": "characters in one line, at most",
              "max_body_bytes": "bytes in a request's body, at most", "max_beam": "a request's beam size, at most",
              "max_batch": "lines decoded together, at most",
@@ -294,12 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             import uvicorn
         except ImportError:
             raise ServeUnavailable(EXTRA_HINT) from None
-        translator, info = load(args.checkpoint, args.device)
+        translator, info = load(args.checkpoint, args.device, **precision_changes(args))
         app = create_app(translator, info, limits=limits, batching=batching)
         sock = listen(args.host, args.port)  # a clear line, before uvicorn, if the address cannot be had
         host, port = sock.getsockname()[:2]
         url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"  # IPv6 in brackets
-        print(f"serving {info['checkpoint']['name']} on {url} (FastAPI {fastapi.__version__}, "
+        print(f"serving {info['checkpoint']['name']} on {url} in {info['precision']} (FastAPI {fastapi.__version__}, "
               f"uvicorn {uvicorn.__version__}; Ctrl-C stops it)", file=sys.stderr, flush=True)
         uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
         return 0

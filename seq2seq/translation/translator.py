@@ -13,9 +13,11 @@ U+FFFD and a warning instead of crashing the tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,6 +29,7 @@ from ..model import checkpoint
 from ..model.search import Hypothesis, max_lengths, search
 from ..model.seq2seq import Seq2Seq
 from ..runtime import threads
+from . import precision
 
 Warn = Callable[[int, str], None]
 
@@ -71,10 +74,14 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu",
-                        decode: DecodeConfig | None = None) -> Translator:
+                        decode: DecodeConfig | None = None, **changes: Any) -> Translator:
+        """The checkpoint's translator, decoding by ``decode`` (default: the checkpoint's decode
+        section) with ``changes`` to it (e.g. ``quantize="int8"``), in the precision they ask for
+        (:mod:`~seq2seq.translation.precision`)."""
         loaded = checkpoint.load(path, device)
-        return cls(loaded.model, loaded.src_tok, loaded.tgt_tok, loaded.config.data,
-                   decode or loaded.config.decode, device)
+        decode = dataclasses.replace(decode or loaded.config.decode, **changes)
+        model = precision.prepare(loaded.model, decode, torch.device(device))
+        return cls(model, loaded.src_tok, loaded.tgt_tok, loaded.config.data, decode, device)
 
     def encode_source(self, lines: Sequence[str], warn: Warn | None = None) -> list[list[int]]:
         """Token ids per line, cut to ``data.max_len`` (with a warning), reversed if trained so."""
