@@ -122,4 +122,4 @@ def test_bodies_over_the_limit_and_broken_http(server: tuple[str, Path]) -> None
 
 def test_the_server_logs_where_it_listens_on_loopback(server: tuple[str, Path]) -> None:
     url, log = server
-    assert f"serving run/best on {url} (" in log.read_text()
+    assert f"serving run/best on {url} in fp32 (" in log.read_text()  # the tiny checkpoint decodes in fp32
