@@ -201,7 +201,7 @@ def detok(work: Path, lines: list[str]) -> list[str]:
 def onmt_config(work: Path, run: Path, steps: int, window: int, input_feed: int) -> Path:
     p = work / "pieces"
     cfg = {"save_data": str(run / "data"), "src_vocab": str(work / "onmt_vocab.src"),
-           "tgt_vocab": str(work / "onmt_vocab.tgt"), "overwrite": True, "n_sample": -1,
+           "tgt_vocab": str(work / "onmt_vocab.tgt"), "overwrite": True,
            "data": {"corpus_1": {"path_src": str(p / "train.de"), "path_tgt": str(p / "train.en")},
                     "valid": {"path_src": str(p / "val.de"), "path_tgt": str(p / "val.en")}},
            "src_vocab_size": 8000, "tgt_vocab_size": 8000, "src_words_min_frequency": 1,
@@ -237,14 +237,15 @@ def joey_config(work: Path, run: Path, steps: int, window: int, input_feeding: b
                         "epochs": 1000, "updates": steps, "logging_freq": window, "validation_freq": 10 ** 6,
                         "model_dir": str(run), "overwrite": not trained, "shuffle": True, "use_cuda": False,
                         "fp16": False, "num_workers": 0, "keep_best_ckpts": 1, "early_stopping_metric": "loss",
-                        "print_valid_sents": []},
+                        "print_valid_sents": [], "scheduling": "plateau", "patience": 5},
            "model": {"initializer": "xavier_uniform", "tied_embeddings": False, "tied_softmax": False,
-                     "encoder": {"type": "recurrent", "rnn_type": "lstm", "embeddings": {"embedding_dim": 256},
-                                 "hidden_size": 512, "bidirectional": True, "dropout": 0.4, "num_layers": 2,
-                                 "emb_dropout": 0.4},
-                     "decoder": {"type": "recurrent", "rnn_type": "lstm", "embeddings": {"embedding_dim": 256},
+                     "encoder": {"type": "recurrent", "rnn_type": "lstm",
+                                 "embeddings": {"embedding_dim": 256, "dropout": 0.4},
+                                 "hidden_size": 512, "bidirectional": True, "dropout": 0.4, "num_layers": 2},
+                     "decoder": {"type": "recurrent", "rnn_type": "lstm",
+                                 "embeddings": {"embedding_dim": 256, "dropout": 0.4},
                                  "hidden_size": 512, "attention": "luong", "dropout": 0.4, "hidden_dropout": 0.4,
-                                 "emb_dropout": 0.4, "num_layers": 2, "input_feeding": input_feeding,
+                                 "num_layers": 2, "input_feeding": input_feeding,
                                  "init_hidden": "bridge"}}}
     run.mkdir(parents=True, exist_ok=True)
     path = (run.parent / f"{run.name}.translate{beam}.yaml") if trained else (run.parent / f"{run.name}.yaml")
@@ -307,10 +308,11 @@ def windows_of(tool: str, run: Path) -> list[tuple[int, float]]:
     if tool.startswith("ours"):
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         return [(r["step"], r["train/tokens_per_s"]) for r in records if "train/tokens_per_s" in r]
-    log = (run / "train.log").read_text()
-    if tool.startswith("onmt"):
-        return [(int(m[1]), float(m[3])) for m in ONMT_STEP.finditer(log)]
-    return [(int(m[1]), float(m[2])) for m in JOEY_STEP.finditer(log)]
+    log = Path(str(run) + ".log").read_text() + ((run / "train.log").read_text()
+                                                 if (run / "train.log").is_file() else "")
+    if tool.startswith("onmt"):  # its report lines go to the console (stderr) only
+        return sorted({(int(m[1]), float(m[3])) for m in ONMT_STEP.finditer(log)})
+    return sorted({(int(m[1]), float(m[2])) for m in JOEY_STEP.finditer(log)})
 
 
 def params_of(tool: str, run: Path) -> int | None:
