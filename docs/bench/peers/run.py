@@ -435,11 +435,13 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
                 texts, lengths = detok(work, hyp), [len(h.split()) for h in hyp]
             else:
                 cfg = joey_config(work, dec / name, args.epoch_steps, window, True, beam=beam, trained=True)
-                cmd = [str(work / "venv-joey" / "bin" / "python"), "-m", "joeynmt", "translate", str(cfg),
-                       "--output-path", str(out)]
+                # Not --output-path: Joey 2.3.0's translate then fails on args.n_best after translating;
+                # without it, it prints the translations to stdout (its log goes to stderr).
+                cmd = [str(work / "venv-joey" / "bin" / "python"), "-m", "joeynmt", "translate", str(cfg)]
                 with open(dec / f"src.{src_lang}", encoding="utf-8") as src:
                     res = sh(cmd, env=e, stdin=src, capture_output=True)
                 wall = time.perf_counter() - t0
+                out.write_text(res.stdout, encoding="utf-8")
                 m = re.search(r"Generation took ([\d.]+)\[sec\]", res.stdout + res.stderr)
                 if not m:
                     die(f"{name}: no 'Generation took' in joeynmt's output")
