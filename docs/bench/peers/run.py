@@ -586,6 +586,7 @@ def main() -> None:
     })
     if args.only in (None, "train-speed"):
         result["train_speed"] = train_speed(args, work)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")  # kept if decoding fails
     if args.only in (None, "decode"):
         result["decode"] = decode_stage(args, work, info)
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
