@@ -20,7 +20,8 @@ From the repository root, in the project's venv, on a quiet machine. Stages:
   left out, as this toolkit's training does.
 * ``train-speed``: fresh processes in alternating rounds: ours at its default precision (bf16 autocast
   where the CPU has native bf16), ours in fp32, OpenNMT-py (input feeding, its default), OpenNMT-py
-  without input feeding, Joey NMT (input feeding); each trains ``--train-steps`` steps of 128 sentences.
+  without input feeding, Joey NMT (without input feeding, as ours); each trains ``--train-steps`` steps
+  of 128 sentences.
   Every tool reports target tokens per second over windows of steps: the non-padding target tokens
   including EOS (not BOS) over the window's wall-clock seconds. That is what each counts: ours
   ``(tgt_out != PAD).sum()`` per step over the metric window (seq2seq/training/steps.py, loop.py);
@@ -31,8 +32,11 @@ From the repository root, in the project's venv, on a quiet machine. Stages:
 * ``decode``: each tool trains ``--epoch-steps`` steps (default 227 of 128 sentences: one epoch), then
   translates test_2016_flickr greedy and beam 5, 64 sentences a batch, in fresh processes. Sentences/s
   is over the translation time with the model loaded, as each tool reports it (OpenNMT
-  ``-report_time``'s total; Joey's "Generation took", its loop over the batches), ours a harness timing
-  ``Translator.translate_best`` after a warm-up on 64 lines. Also the whole process's wall time, the
+  ``-report_time``'s average x sentences; Joey's "Generation took", its loop over the batches), ours
+  ``translate.py`` run by ``ours_translate.py``, which times its ``Translator.translate`` calls (no tool
+  gets a warm-up). Our decodings are :data:`OURS_DECODE` (the command's defaults for the device) and
+  any ``--ours-decode NAME:ARGS`` (translate.py's extra arguments, e.g. ``int8:--quantize int8``); the
+  decoding models are trained once and reused (``--fresh`` trains them again). Also the whole process's wall time, the
   mean output length in pieces and BLEU (sacrebleu, 13a, on text: the peers' pieces decoded back by our
   tokenizer). Output length limits: ours 1.5 x source + 10 per sentence, OpenNMT 1.5 x the batch's
   longest source + 5, Joey 1.5 x the batch's longest source.
@@ -49,6 +53,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -56,7 +61,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -66,6 +71,8 @@ RECIPE = "multi30k_de_en_attention"
 TORCH = "torch==2.13.0"
 ONMT = "OpenNMT-py==3.5.1"
 JOEY = "joeynmt==2.3.0"
+# joeynmt/helpers.py imports importlib_metadata, which its metadata does not require
+JOEY_DEPS = ["importlib-metadata"]
 # OpenNMT-py 3.5.1's requirements less torch (pinned <2.3) and what only its server, tensorboard
 # logging or CTranslate2 export use.
 ONMT_DEPS = ["configargparse", "pyyaml", "sacrebleu", "pyonmttok>=1.37,<2", "rapidfuzz", "pyahocorasick",
@@ -90,7 +97,7 @@ VARIANTS = ("ours_default", "ours_fp32", "onmt", "onmt_if0", "joey")
 DECODERS = ("onmt", "onmt_if0", "joey")
 
 
-def die(msg: str) -> None:
+def die(msg: str) -> NoReturn:
     sys.exit(f"error: {msg}")
 
 
@@ -127,7 +134,7 @@ def patch(work: Path, p: dict[str, str]) -> str:
 def install(work: Path) -> dict[str, Any]:
     done = work / "install.done"
     if not done.is_file():
-        for name, pkgs in (("venv-onmt", None), ("venv-joey", [JOEY, TORCH])):
+        for name, pkgs in (("venv-onmt", None), ("venv-joey", [JOEY, TORCH, *JOEY_DEPS])):
             venv = work / name
             if not (venv / "bin" / "python").is_file():
                 sh([sys.executable, "-m", "venv", str(venv)])
@@ -140,7 +147,8 @@ def install(work: Path) -> dict[str, Any]:
         done.write_text("ok\n")
     results = {p["name"]: patch(work, p) for p in PATCHES}
     return {"patches": [{**{k: p[k] for k in ("name", "file", "why")}, "result": results[p["name"]]}
-                        for p in PATCHES], "onmt_deps": ONMT_DEPS, "packages": [ONMT, JOEY, TORCH]}
+                        for p in PATCHES], "onmt_deps": ONMT_DEPS, "joey_deps": JOEY_DEPS,
+            "packages": [ONMT, JOEY, TORCH]}
 
 
 def version(py: Path, module: str) -> str:
@@ -169,15 +177,16 @@ def prepare(data: Path, work: Path) -> dict[str, Any]:
     tgt_tok.save(out / "tgt_tokenizer.json")
     kept, too_long, _ = encode_pairs(corpus.train, src_tok, tgt_tok, d.max_len)
     counts = {}
+    src_pieces, tgt_pieces = piece_table(src_tok), piece_table(tgt_tok)
     for split, pairs in (("train", corpus.train), ("val", corpus.valid), ("test", corpus.test)):
-        src = [" ".join(src_tok._hf.encode(s, add_special_tokens=False).tokens) for s, _ in pairs]
-        tgt = [" ".join(tgt_tok._hf.encode(t, add_special_tokens=False).tokens) for _, t in pairs]
-        rows = list(zip(src, tgt, pairs))
+        src = [" ".join(src_pieces[i] for i in ids) for ids in src_tok.encode_batch([s for s, _ in pairs])]
+        tgt = [" ".join(tgt_pieces[i] for i in ids) for ids in tgt_tok.encode_batch([t for _, t in pairs])]
+        rows = [(a, b, raw_a, raw_b) for a, b, (raw_a, raw_b) in zip(src, tgt, pairs)]  # pieces, pieces, text, text
         if split == "train":
             rows = [r for r in rows if 0 < len(r[0].split()) <= d.max_len and 0 < len(r[1].split()) <= d.max_len]
         for lang, i in ((d.src_lang, 0), (d.tgt_lang, 1)):
             (out / f"{split}.{lang}").write_text("".join(r[i] + "\n" for r in rows), encoding="utf-8")
-            (out / f"{split}.raw.{lang}").write_text("".join(r[2][i] + "\n" for r in rows), encoding="utf-8")
+            (out / f"{split}.raw.{lang}").write_text("".join(r[i + 2] + "\n" for r in rows), encoding="utf-8")
         counts[split] = len(rows)
     info = {"pairs": counts, "train_dropped_too_long": too_long, "ours_train_kept": len(kept),
             "tokenizer": d.tokenizer, "vocab_size": d.vocab_size, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
@@ -186,14 +195,22 @@ def prepare(data: Path, work: Path) -> dict[str, Any]:
     return info
 
 
+def piece_table(tok: Any) -> list[str]:
+    """Each id's piece, the byte-level BPE vocabulary's own spelling (no spaces: a space is a byte
+    symbol), read from the tokenizer's JSON: ``table[id]``."""
+    vocab: dict[str, int] = json.loads(tok.to_json())["tokenizer"]["model"]["vocab"]
+    table = [""] * (max(vocab.values()) + 1)
+    for piece, i in vocab.items():
+        table[i] = piece
+    return table
+
+
 def detok(work: Path, lines: list[str]) -> list[str]:
+    """Space-separated pieces back to text by our target tokenizer (a piece not in it is dropped)."""
     from seq2seq.data.tokenization import Tokenizer
     tok = Tokenizer.load(work / "pieces" / "tgt_tokenizer.json")
-    out = []
-    for line in lines:
-        ids = [tok._hf.token_to_id(p) for p in line.split()]
-        out.append(tok.decode([i for i in ids if i is not None]))
-    return out
+    ids = {p: i for i, p in enumerate(piece_table(tok))}
+    return [tok.decode([ids[p] for p in line.split() if p in ids]) for line in lines]
 
 
 # -------------------------------------------------------------------------------------- configs
@@ -296,7 +313,7 @@ def peer_train(tool: str, work: Path, run: Path, steps: int, window: int, thread
         cfg = onmt_config(work, run, steps, window, 0 if tool == "onmt_if0" else 1)
         cmd = [str(work / "venv-onmt" / "bin" / "onmt_train"), "-config", str(cfg)]
     else:
-        cfg = joey_config(work, run, steps, window, input_feeding=True)
+        cfg = joey_config(work, run, steps, window, input_feeding=False)
         cmd = [str(work / "venv-joey" / "bin" / "python"), "-m", "joeynmt", "train", str(cfg), "--skip-test"]
     t0 = time.perf_counter()
     with open(str(run) + ".log", "w") as log:
@@ -325,7 +342,7 @@ def params_of(tool: str, run: Path) -> int | None:
 
 
 def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    window = args.window or max(1, min(5, (args.train_steps - args.warmup) // 4))
+    window = args.window or max(1, min(10, (args.train_steps - args.warmup) // 4))
     if args.warmup % window:
         die(f"--warmup {args.warmup} must be a multiple of the metric window ({window})")
     onmt_vocab(work, args.threads)
@@ -343,6 +360,8 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             commands[v] = cmd
             params[v] = params_of(v, run)
             result = {**steady(windows_of(v, run), window, args.warmup), "process_wall_s": wall}
+            if v.startswith("ours"):
+                result["same_segmentation"] = same_tokenizers(run / "best", work)
             runs[v].append(result)
             print(f"round {r} {v}: {result['tokens_per_s']:.0f} tokens/s", flush=True)
     med = {v: statistics.median(x["tokens_per_s"] for x in runs[v]) for v in VARIANTS}
@@ -354,23 +373,33 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------- decoding
 
-HARNESS = r"""
-import dataclasses, json, sys, time
-import torch
-from seq2seq.translation.translator import Translator
-from seq2seq.model import checkpoint
-args = json.loads(sys.argv[1])
-loaded = checkpoint.load(args["checkpoint"], "cpu")
-decode = dataclasses.replace(loaded.config.decode, batch_size=64, **args["decode"])
-translator = Translator.from_checkpoint(args["checkpoint"], "cpu", decode=decode)
-lines = [l.rstrip("\n") for l in open(args["source"], encoding="utf-8")]
-translator.translate_best(lines[:64], beam_size=args["beam"])
-start = time.perf_counter()
-out = translator.translate_best(lines, beam_size=args["beam"])
-seconds = time.perf_counter() - start
-json.dump({"seconds": seconds, "threads": torch.get_num_threads(), "translations": out,
-           "decode": dataclasses.asdict(decode)}, open(args["out"], "w"))
-"""
+# Our decodings: a name and translate.py's extra arguments (another precision, a quantized model, ...);
+# "ours" is the command's defaults for the device. More from the command line: --ours-decode NAME:ARGS.
+OURS_DECODE: list[tuple[str, list[str]]] = [("ours", [])]
+DECODE_BATCH = 64
+
+
+def same_tokenizers(checkpoint: Path, work: Path) -> bool:
+    """Whether our training built the tokenizers that wrote the pieces files (the same JSON)."""
+    return all((checkpoint / f"{side}_tokenizer.json").read_text(encoding="utf-8")
+               == (work / "pieces" / f"{side}_tokenizer.json").read_text(encoding="utf-8") for side in ("src", "tgt"))
+
+
+def train_once(args: argparse.Namespace, work: Path, run: Path, tool: str, window: int) -> dict[str, Any]:
+    """Train ``tool``'s decoding model for ``--epoch-steps`` into ``run``, or reuse the one there
+    (trained for as many steps; ``--fresh`` removes it) -> command, wall time, parameters."""
+    done = run.parent / f"{tool}.done.json"
+    if done.is_file():
+        kept: dict[str, Any] = json.loads(done.read_text())
+        if kept.get("epoch_steps") == args.epoch_steps:
+            return {**kept, "reused": True}
+    if tool == "ours":
+        cmd, wall = ours_train(args.data, run, args.epoch_steps, window, False, args.threads, valid=0)
+    else:
+        cmd, wall = peer_train(tool, work, run, args.epoch_steps, window, args.threads)
+    result = {"epoch_steps": args.epoch_steps, "command": cmd, "wall_s": wall, "parameters": params_of(tool, run)}
+    done.write_text(json.dumps(result, indent=1) + "\n")
+    return {**result, "reused": False}
 
 
 def bleu(hyps: list[str], refs: list[str]) -> float:
@@ -394,15 +423,12 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
     window = max(1, min(50, args.epoch_steps // 4))
     trained: dict[str, Any] = {}
     ours_run = dec / "ours"
-    cmd, wall = ours_train(args.data, ours_run, args.epoch_steps, window, False, args.threads, valid=0)
-    trained["ours"] = {"command": cmd, "wall_s": wall, "parameters": params_of("ours", ours_run)}
-    seg_same = ((ours_run / "best" / "tgt_tokenizer.json").read_text() == tgt_tok.to_json()
-                and (ours_run / "best" / "src_tokenizer.json").read_text()
-                == (work / "pieces" / "src_tokenizer.json").read_text())
-    for tool in DECODERS:
-        cmd, wall = peer_train(tool, work, dec / tool, args.epoch_steps, window, args.threads)
-        trained[tool] = {"command": cmd, "wall_s": wall, "parameters": params_of(tool, dec / tool)}
-    variants = [("ours", {})] + [(f"ours_{name}", d) for name, d in args.ours_decode]
+    for tool in ("ours", *DECODERS):
+        trained[tool] = train_once(args, work, dec / tool, tool, window)
+    seg_same = same_tokenizers(ours_run / "best", work)
+    if not seg_same:
+        print("warning: ours trained with other tokenizers than the pieces files' (see same_segmentation_in_training)")
+    variants = [*OURS_DECODE, *args.ours_decode]
     rows: list[dict[str, Any]] = []
     for beam in (1, 5):
         for name, extra in [*variants, *[(t, None) for t in DECODERS]]:
@@ -410,31 +436,33 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
             e = env(args.threads)
             t0 = time.perf_counter()
             if extra is not None:
-                ck = ours_run / "best" if (ours_run / "best").is_dir() else ours_run
-                a = {"checkpoint": str(ck), "source": str(dec / f"raw.{src_lang}"), "beam": beam,
-                     "decode": extra, "out": str(out) + ".json"}
-                cmd = [sys.executable, "-c", "import seq2seq.runtime as r; r.tune(); " + HARNESS, json.dumps(a)]
-                sh(cmd, cwd=ROOT, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times = Path(str(out) + ".times.json")
+                cmd = [sys.executable, str(HERE / "ours_translate.py"), str(times), "--checkpoint",
+                       str(ours_run / "best"), "--input", str(dec / f"raw.{src_lang}"), "--output", str(out),
+                       "--beam", str(beam), "--batch-size", str(DECODE_BATCH), *extra]
+                with open(str(out) + ".log", "w") as log:
+                    sh(cmd, cwd=ROOT, env=e, stdout=log, stderr=subprocess.STDOUT)
                 wall = time.perf_counter() - t0
-                got = json.loads(Path(str(out) + ".json").read_text())
-                texts, seconds = got["translations"], got["seconds"]
-                lengths = [len(tgt_tok.encode(t)) for t in texts]
+                seconds = json.loads(times.read_text())["translate_s"]
+                texts = out.read_text(encoding="utf-8").splitlines()
+                lengths = [len(tgt_tok.encode(t)) for t in texts]  # our output re-tokenized
             elif name.startswith("onmt"):
                 models = sorted((dec / name).glob("model_step_*.pt"))
                 cmd = [str(work / "venv-onmt" / "bin" / "onmt_translate"), "-model", str(models[-1]),
                        "-src", str(dec / f"src.{src_lang}"), "-output", str(out), "-beam_size", str(beam),
-                       "-batch_size", "64", "-batch_type", "sents", "-max_length_ratio", "1.5",
+                       "-batch_size", str(DECODE_BATCH), "-batch_type", "sents", "-max_length_ratio", "1.5",
                        "-report_time", "-seed", "1"]
                 res = sh(cmd, env=e, capture_output=True)
                 wall = time.perf_counter() - t0
-                m = re.search(r"Total translation time \(s\): ([\d.]+)", res.stdout + res.stderr)
+                # its total is printed to 0.1 s; the average per sentence to 0.1 ms
+                m = re.search(r"Average translation time \(ms\): ([\d.]+)", res.stdout + res.stderr)
                 if not m:
-                    die(f"{name}: no 'Total translation time' in onmt_translate's output")
-                seconds = float(m[1])
+                    die(f"{name}: no 'Average translation time' in onmt_translate's output")
                 hyp = out.read_text(encoding="utf-8").splitlines()
+                seconds = float(m[1]) * len(hyp) / 1000
                 texts, lengths = detok(work, hyp), [len(h.split()) for h in hyp]
             else:
-                cfg = joey_config(work, dec / name, args.epoch_steps, window, True, beam=beam, trained=True)
+                cfg = joey_config(work, dec / name, args.epoch_steps, window, False, beam=beam, trained=True)
                 # Not --output-path: Joey 2.3.0's translate then fails on args.n_best after translating;
                 # without it, it prints the translations to stdout (its log goes to stderr).
                 cmd = [str(work / "venv-joey" / "bin" / "python"), "-m", "joeynmt", "translate", str(cfg)]
@@ -451,10 +479,10 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
             row = {"tool": name, "beam": beam, "sentences": len(texts), "translate_s": seconds,
                    "sentences_per_s": len(texts) / seconds, "process_wall_s": wall,
                    "mean_output_pieces": sum(lengths) / max(len(lengths), 1), "bleu": bleu(texts, refs),
-                   "command": cmd if extra is None else ["python", "-c", "<harness>", json.dumps(a)]}
+                   "command": cmd}
             rows.append(row)
             print(f"decode {name} beam {beam}: {row['sentences_per_s']:.1f} sent/s, BLEU {row['bleu']:.2f}", flush=True)
-    return {"epoch_steps": args.epoch_steps, "batch_size": 64, "sentences": n, "trained": trained,
+    return {"epoch_steps": args.epoch_steps, "batch_size": DECODE_BATCH, "sentences": n, "trained": trained,
             "same_segmentation_in_training": seg_same, "rows": rows}
 
 
@@ -472,7 +500,9 @@ SHAPES = {
     "onmt_if0": "as onmt, input_feed 0: the decoder's input is the target embedding only (the context reaches the "
                 "output only through the attentional layer)",
     "joey": "recurrent encoder, 2 layers, bidirectional, 512 per direction; bridge init_hidden; Luong attention; "
-            "input feeding; untied output layer (tying needs embedding size == hidden size); embed 256; "
+            "input_feeding false (as ours; it can feed, its default); its decoder runs one step at a time in "
+            "training too (a loop over target positions); untied output layer (tying needs embedding size == "
+            "hidden size); embed 256; "
             "dropout 0.4 (also on embeddings and the hidden attentional vector)",
     "common": "batch 128 sentences, Adam lr 1e-3, gradient clip 1.0, label smoothing 0.1, seed 1, the same "
               "pieces; the peers' vocabularies are built from the pieces files (8,000 + their specials), ours is "
@@ -508,13 +538,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_decode(text: str) -> tuple[str, dict[str, Any]]:
+def parse_decode(text: str) -> tuple[str, list[str]]:
+    """``NAME:ARGS`` -> ("ours_NAME", translate.py's extra arguments), e.g. ``int8:--quantize int8``."""
     name, _, rest = text.partition(":")
-    settings = {}
-    for kv in filter(None, rest.split(",")):
-        k, _, v = kv.partition("=")
-        settings[k] = yaml.safe_load(v)
-    return name, settings
+    if not name or not rest:
+        raise argparse.ArgumentTypeError(f"expected NAME:ARGS (e.g. int8:--quantize int8), got {text!r}")
+    return f"ours_{name}", shlex.split(rest)
 
 
 def main() -> None:
@@ -522,8 +551,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT / "data" / "multi30k")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "peers")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--train-steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--train-steps", type=int, default=200, help="steps of each timed training run")
+    p.add_argument("--warmup", type=int, default=40, help="steps left out at the start of each timed run")
     p.add_argument("--window", type=int, default=0, help="steps a metric window (default: from the steps)")
     p.add_argument("--epoch-steps", type=int, default=227)
     p.add_argument("--sentences", type=int, default=0, help="test sentences decoded (default all)")
@@ -531,10 +560,26 @@ def main() -> None:
     p.add_argument("--only", choices=("install", "train-speed", "decode"))
     p.add_argument("--fresh", action="store_true", help="remove WORK's runs and pieces first (not the venvs)")
     p.add_argument("--ours-decode", type=parse_decode, action="append", default=[],
-                   metavar="NAME:KEY=VALUE,...", help="another decoding of ours with these decode settings")
+                   metavar="NAME:ARGS", help="another decoding of ours: translate.py with these extra arguments")
     p.add_argument("--json", type=Path, default=HERE / "peers_cpu.json")
     p.add_argument("--markdown", type=Path, metavar="JSON", help="print the table of a result file and stop")
     args = p.parse_args()
+    try:
+        run(args)
+    except subprocess.CalledProcessError as e:
+        cmd = e.cmd if isinstance(e.cmd, list) else [str(e.cmd)]
+        die(f"{' '.join(map(str, cmd[:4]))} ... failed (exit {e.returncode}); its log is in {args.work}")
+    except (OSError, ValueError) as e:  # a file the user named or the work folder: one line, not a traceback
+        die(str(e))
+
+
+def run(args: argparse.Namespace) -> None:
+    """The stages ``args`` asks for, the result file written after each."""
+    for name in ("rounds", "train_steps", "epoch_steps", "threads"):
+        if getattr(args, name) < 1:
+            die(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.warmup < args.train_steps:
+        die(f"--warmup must be in [0, --train-steps), got {args.warmup}")
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return
@@ -581,7 +626,8 @@ def main() -> None:
                                "as each tool logs it; a run: median of the windows that start after the warm-up; "
                                "a variant: median of the rounds; rounds alternate fresh processes",
                    "decoding": "sentences over the translation time with the model loaded, as each tool reports it "
-                               "(ours: a harness around Translator.translate_best after a 64-line warm-up); process "
+                               "(ours: translate.py in ours_translate.py, timing its Translator.translate calls); "
+                               "no warm-up for any tool; process "
                                "wall time includes start-up and model loading; BLEU: sacrebleu 13a on text"},
     })
     if args.only in (None, "train-speed"):
