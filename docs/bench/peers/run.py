@@ -132,18 +132,19 @@ def patch(work: Path, p: dict[str, str]) -> str:
 
 
 def install(work: Path) -> dict[str, Any]:
+    """Both venvs, made once (``install.done``) with pip's output in WORK/install.log; then the patches."""
     done = work / "install.done"
     if not done.is_file():
-        for name, pkgs in (("venv-onmt", None), ("venv-joey", [JOEY, TORCH, *JOEY_DEPS])):
-            venv = work / name
-            if not (venv / "bin" / "python").is_file():
-                sh([sys.executable, "-m", "venv", str(venv)])
-            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-            if pkgs is None:
-                sh([*pip, TORCH, *ONMT_DEPS])
-                sh([*pip, "--no-deps", ONMT])
-            else:
-                sh([*pip, *pkgs])
+        print(f"installing {ONMT} and {JOEY} into {work} (pip's output: {work / 'install.log'})", flush=True)
+        with open(work / "install.log", "a") as log:
+            for name, pkgs in (("venv-onmt", None), ("venv-joey", [JOEY, TORCH, *JOEY_DEPS])):
+                venv = work / name
+                if not (venv / "bin" / "python").is_file():
+                    sh([sys.executable, "-m", "venv", str(venv)])
+                pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+                steps = [[*pip, TORCH, *ONMT_DEPS], [*pip, "--no-deps", ONMT]] if pkgs is None else [[*pip, *pkgs]]
+                for cmd in steps:
+                    sh(cmd, stdout=log, stderr=subprocess.STDOUT)
         done.write_text("ok\n")
     results = {p["name"]: patch(work, p) for p in PATCHES}
     return {"patches": [{**{k: p[k] for k in ("name", "file", "why")}, "result": results[p["name"]]}
