@@ -1,0 +1,53 @@
+"""This toolkit's ``translate`` command (what ``translate.py ARGS`` runs), in this process, with
+its calls of ``Translator.translate`` timed: the translation time with the model loaded
+(tokenization, batching, search and detokenization; not the start-up or the checkpoint's loading).
+
+    python docs/bench/peers/ours_translate.py TIMES.json [translate.py's arguments ...]
+
+Writes ``{"translate_s", "calls", "threads", "status"}`` to TIMES.json. The process-wide settings
+are applied before torch loads, as ``python -m seq2seq`` does; the thread governor is off, so the
+threads stay those of OMP_NUM_THREADS, as in the other toolkits' processes. Any option the command
+has (another precision, a quantized model) is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+
+def main(argv: list[str]) -> int:
+    times, args = Path(argv[0]), argv[1:]
+    from seq2seq.runtime import tune
+
+    tune()  # before torch loads, as the command line does (a second call inside is a no-op)
+    import torch
+
+    from seq2seq.__main__ import main as seq2seq_main
+    from seq2seq.runtime import threads
+    from seq2seq.translation.translator import Translator
+
+    threads.shared().enabled = False
+    seconds: list[float] = []
+    translate = Translator.translate
+
+    def timed(self: Translator, *a: Any, **k: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return translate(self, *a, **k)
+        finally:
+            seconds.append(time.perf_counter() - start)
+
+    with mock.patch.object(Translator, "translate", timed):
+        status = seq2seq_main(["translate", *args])
+    times.write_text(json.dumps({"translate_s": sum(seconds), "calls": len(seconds),
+                                 "threads": torch.get_num_threads(), "status": status}))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
