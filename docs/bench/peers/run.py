@@ -2,7 +2,7 @@
 Joey NMT 2.3.0, on the same CPU, the same threads and the same segmentation.
 
     python docs/bench/peers/run.py --data data/multi30k [--work runs/peers] [--rounds 3]
-        [--train-steps 40] [--warmup 10] [--epoch-steps 227] [--sentences N]
+        [--train-steps 200] [--warmup 40] [--epoch-steps 227] [--sentences N]
         [--only install|train-speed|decode] [--fresh]
     python docs/bench/peers/run.py --markdown docs/bench/peers/peers_cpu.json
 
