@@ -84,13 +84,11 @@ def load(path: str | Path, device: str = "auto", **changes: Any) -> tuple["Trans
     dev = select_device(device, "--device")
     loaded = checkpoint.load(path, dev)
     cfg = loaded.config
-    decode = dataclasses.replace(cfg.decode, **changes)
-    model = precision.prepare(loaded.model, decode, dev)
-    translator = Translator(model, loaded.src_tok, loaded.tgt_tok, cfg.data, decode, dev)
+    translator = Translator.from_loaded(loaded, dev, **changes)
     info = {
         "source_language": cfg.data.src_lang, "target_language": cfg.data.tgt_lang, "corpus": cfg.data.source,
         "attention": cfg.model.attention != "none", "beam_size": cfg.decode.beam_size,
-        "precision": precision.resolve(decode, dev),
+        "precision": precision.resolve(translator.decode, dev),
         "checkpoint": {"name": f"{loaded.path.parent.name}/{loaded.path.name}",
                        "weights_sha256": _sha256(loaded.path / checkpoint.MODEL_FILE)},
         "config": cfg.to_dict(),

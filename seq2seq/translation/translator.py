@@ -78,7 +78,12 @@ class Translator:
         """The checkpoint's translator, decoding by ``decode`` (default: the checkpoint's decode
         section) with ``changes`` to it (e.g. ``quantize="int8"``), in the precision they ask for
         (:mod:`~seq2seq.translation.precision`)."""
-        loaded = checkpoint.load(path, device)
+        return cls.from_loaded(checkpoint.load(path, device), device, decode, **changes)
+
+    @classmethod
+    def from_loaded(cls, loaded: checkpoint.Loaded, device: torch.device | str = "cpu",
+                    decode: DecodeConfig | None = None, **changes: Any) -> Translator:
+        """As :meth:`from_checkpoint`, from a checkpoint already loaded onto ``device``."""
         decode = dataclasses.replace(decode or loaded.config.decode, **changes)
         model = precision.prepare(loaded.model, decode, torch.device(device))
         return cls(model, loaded.src_tok, loaded.tgt_tok, loaded.config.data, decode, device)
