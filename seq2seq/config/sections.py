@@ -314,8 +314,9 @@ class DecodeConfig:
     # and the server, not for validation during training; auto: on CUDA and on CPUs with native bf16
     # (AVX512-BF16, AMX), as train.bf16; true: always (emulated, slowly, on other CPUs); false: fp32
     bf16: Literal["auto", True, False] = "auto"
-    # int8: dynamic int8 quantization of the LSTM/GRU/RNN and linear layers (torch.ao.quantization) for
-    # translate.py, evaluate and the server; CPU only; the rest runs in fp32 (bf16 is then not applied)
+    # int8: dynamic int8 quantization of the LSTM/GRU and linear layers (torch.ao.quantization; a tanh RNN
+    # stays fp32) for translate.py, evaluate and the server; CPU only; the rest runs in fp32 (bf16 is then not
+    # applied)
     quantize: Literal["none", "int8"] = "none"
 
     def __post_init__(self) -> None:

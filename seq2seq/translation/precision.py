@@ -7,9 +7,9 @@ weights runs those at about twice the fp32 rate; search still takes the log-soft
 accumulates the beam scores in fp32. bf16 is a copy of the weights, cast once, not autocast,
 which would cast every weight again at every step. int8 is PyTorch's dynamic quantization
 (``torch.ao.quantization.quantize_dynamic``): weights stored as int8, activations quantized
-on the fly, of every ``nn.LSTM``/``nn.GRU``/``nn.RNN`` and ``nn.Linear``; the embeddings, the
-attention's scores and softmax stay fp32. The model given is never changed: training and
-validation keep their own.
+on the fly, of every ``nn.LSTM``/``nn.GRU`` and ``nn.Linear`` (a tanh ``nn.RNN`` stays fp32:
+PyTorch has no dynamic int8 RNN); the embeddings and the attention's softmax stay fp32. The
+model given is never changed: training and validation keep their own.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def prepare(model: M, decode: DecodeConfig, device: torch.device) -> M:
         warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao\..*")
-        layers = {nn.LSTM, nn.GRU, nn.RNN, nn.Linear}
+        layers = {nn.LSTM, nn.GRU, nn.Linear}
         return cast(M, torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), layers, dtype=torch.qint8))
 
 
