@@ -224,8 +224,7 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
     layer. Final states, memory and gradients equal the packed run's (float64)."""
     from seq2seq.model import encoder as model_module
 
-    model = make(num_layers=kw.pop("num_layers", 2), **kw).double().train()
-    model.dropout.p = 0.0
+    model = make(num_layers=kw.pop("num_layers", 2), dropout=0.0, **kw).double()
     src, src_len = random_batch([6, 6, 6, 6])
     packs: list[int] = []
     real_pack = model_module._pack
@@ -233,6 +232,7 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
     runs = []
     for force_packing in (False, True):
         packs.clear()
+        model.train(not force_packing)  # out of training the CPU packs a padded batch (dropout 0: the same model)
         if force_packing:  # one column of padding, so the same sources go through packing
             state = model.encode(torch.cat([src, torch.full((4, 1), PAD)], 1), src_len)
         else:
@@ -255,6 +255,48 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
     for a, b in zip(g1, g2):
         if a is not None:
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(cell="gru"), dict(cell="rnn", num_layers=1),
+                                dict(bidirectional=True, attention="luong"), dict(bidirectional=True, cell="gru")],
+                         ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm")
+def test_fp32_training_on_the_cpu_runs_each_source_length_fused_with_the_packed_results(kw, monkeypatch) -> None:
+    """Training in fp32 on the CPU, a padded batch runs a group of rows of one length at a time,
+    unpacked; out of training, and under bf16 autocast, it is packed. Final states, memory and
+    gradients equal the packed run's (float64), rows in the batch's order."""
+    from seq2seq.model import encoder as model_module
+
+    model = make(num_layers=kw.pop("num_layers", 2), dropout=0.0, **kw).double()
+    src, src_len = random_batch([5, 2, 7, 2, 1, 7, 5])
+    packs: list[int] = []
+    real_pack = model_module._pack
+    monkeypatch.setattr(model_module, "_pack", lambda emb, n: packs.append(1) or real_pack(emb, n))
+    runs = []
+    for training in (True, False):
+        packs.clear()
+        state = model.train(training).encode(src, src_len)
+        assert bool(packs) != training
+        loss = state.hidden.sin().sum() + state.context.square().sum()
+        if state.cell is not None:
+            loss = loss + state.cell.cos().sum()
+        if state.memory is not None:
+            loss = loss + state.memory.tanh().sum()
+        grads = torch.autograd.grad(loss, [*model.encoder.parameters(), model.src_embed.weight], allow_unused=True)
+        runs.append((state.hidden, state.cell, state.memory, grads))
+    (h1, c1, m1, g1), (h2, c2, m2, g2) = runs
+    torch.testing.assert_close(h1, h2)
+    if c1 is not None:
+        torch.testing.assert_close(c1, c2)
+    if m1 is not None:
+        torch.testing.assert_close(m1, m2)  # zero at padding in both
+    for a, b in zip(g1, g2):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    packs.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.float().train().encode(src, src_len)
+    assert packs, "under bf16 autocast training stays packed"
 
 
 @pytest.mark.parametrize("p", [0.1, 0.4, 0.9])
