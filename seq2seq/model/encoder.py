@@ -99,8 +99,8 @@ class Encoder(nn.Module):
         on the CPU, where a packed RNN runs one time step at a time and its backward pass fills a
         gradient the size of the whole packed input at every step; the rows of a training batch,
         sorted by length, have few distinct source lengths (a median of 5 in the Multi30k
-        recipe's batches of 128). Its fp32 training step: 1.29x faster than packed (1,311 against
-        1,016 target tokens/s); under bf16 autocast 0.81x (1,396 against 1,733), so bf16 stays
+        recipe's batches of 128). Its fp32 training step: 1.22x faster than packed (1,432 against
+        1,171 target tokens/s); under bf16 autocast 0.71x (1,833 against 2,599), so bf16 stays
         packed (``python docs/bench/encoder_by_length/run.py``, 2 threads, AMD EPYC Zen 5).
 
         Args:

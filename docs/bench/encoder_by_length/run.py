@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import statistics
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads
+from seq2seq.runtime import tune  # imports no torch
+
+tune()  # as the commands do, before torch loads: GOMP_SPINCOUNT and glibc's malloc tunables
 
 import torch  # noqa: E402
 
