@@ -216,19 +216,39 @@ def test_the_encoders_packing_equals_pytorchs(bidirectional: bool) -> None:
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
+def count_packing(monkeypatch) -> list[int]:
+    """Make the encoder log each time it packs a batch; -> the log (one entry a packing)."""
+    from seq2seq.model import encoder as model_module
+
+    packs: list[int] = []
+    real_pack = model_module._pack
+    monkeypatch.setattr(model_module, "_pack", lambda emb, n: packs.append(1) or real_pack(emb, n))
+    return packs
+
+
+def assert_same_encodings(run1, run2) -> None:
+    """Two runs' (hidden, cell, memory, gradients) equal to float64 rounding, None where the other is."""
+    (h1, c1, m1, g1), (h2, c2, m2, g2) = run1, run2
+    torch.testing.assert_close(h1, h2)
+    if c1 is not None:
+        torch.testing.assert_close(c1, c2)
+    if m1 is not None:
+        torch.testing.assert_close(m1, m2)
+    assert [a is None for a in g1] == [b is None for b in g2]
+    for a, b in zip(g1, g2):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(cell="gru"), dict(cell="rnn"), dict(bidirectional=True, num_layers=2),
                                 dict(attention="luong", num_layers=2)],
                          ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm")
 def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monkeypatch) -> None:
     """Sources all of one length (``train.batch_by: source``) skip packing: one fused RNN call a
     layer. Final states, memory and gradients equal the packed run's (float64)."""
-    from seq2seq.model import encoder as model_module
-
     model = make(num_layers=kw.pop("num_layers", 2), dropout=0.0, **kw).double()
     src, src_len = random_batch([6, 6, 6, 6])
-    packs: list[int] = []
-    real_pack = model_module._pack
-    monkeypatch.setattr(model_module, "_pack", lambda emb, n: packs.append(1) or real_pack(emb, n))
+    packs = count_packing(monkeypatch)
     runs = []
     for force_packing in (False, True):
         packs.clear()
@@ -245,16 +265,7 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
             loss = loss + state.memory[:, :6].square().sum()
         grads = torch.autograd.grad(loss, [*model.encoder.parameters(), model.src_embed.weight], allow_unused=True)
         runs.append((state.hidden, state.cell, None if state.memory is None else state.memory[:, :6], grads))
-    (h1, c1, m1, g1), (h2, c2, m2, g2) = runs
-    torch.testing.assert_close(h1, h2)
-    if c1 is not None:
-        torch.testing.assert_close(c1, c2)
-    if m1 is not None:
-        torch.testing.assert_close(m1, m2)
-    assert [a is None for a in g1] == [b is None for b in g2]
-    for a, b in zip(g1, g2):
-        if a is not None:
-            torch.testing.assert_close(a, b)
+    assert_same_encodings(*runs)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(cell="gru"), dict(cell="rnn", num_layers=1),
@@ -264,13 +275,9 @@ def test_fp32_training_on_the_cpu_runs_each_source_length_fused_with_the_packed_
     """Training in fp32 on the CPU, a padded batch runs a group of rows of one length at a time,
     unpacked; out of training, and under bf16 autocast, it is packed. Final states, memory and
     gradients equal the packed run's (float64), rows in the batch's order."""
-    from seq2seq.model import encoder as model_module
-
     model = make(num_layers=kw.pop("num_layers", 2), dropout=0.0, **kw).double()
     src, src_len = random_batch([5, 2, 7, 2, 1, 7, 5])
-    packs: list[int] = []
-    real_pack = model_module._pack
-    monkeypatch.setattr(model_module, "_pack", lambda emb, n: packs.append(1) or real_pack(emb, n))
+    packs = count_packing(monkeypatch)
     runs = []
     for training in (True, False):
         packs.clear()
@@ -282,17 +289,8 @@ def test_fp32_training_on_the_cpu_runs_each_source_length_fused_with_the_packed_
         if state.memory is not None:
             loss = loss + state.memory.tanh().sum()
         grads = torch.autograd.grad(loss, [*model.encoder.parameters(), model.src_embed.weight], allow_unused=True)
-        runs.append((state.hidden, state.cell, state.memory, grads))
-    (h1, c1, m1, g1), (h2, c2, m2, g2) = runs
-    torch.testing.assert_close(h1, h2)
-    if c1 is not None:
-        torch.testing.assert_close(c1, c2)
-    if m1 is not None:
-        torch.testing.assert_close(m1, m2)  # zero at padding in both
-    for a, b in zip(g1, g2):
-        assert (a is None) == (b is None)
-        if a is not None:
-            torch.testing.assert_close(a, b)
+        runs.append((state.hidden, state.cell, state.memory, grads))  # memory: zero at padding in both
+    assert_same_encodings(*runs)
     packs.clear()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.float().train().encode(src, src_len)

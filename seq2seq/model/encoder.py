@@ -43,7 +43,7 @@ def _pack(emb: Tensor, src_len: Tensor) -> PackedSequence:
     return PackedSequence(sorted_packed.data, sorted_packed.batch_sizes, order)  # unsorted order: on the device
 
 
-def by_length(training: bool, emb: Tensor) -> bool:
+def runs_by_length(training: bool, emb: Tensor) -> bool:
     """Whether a padded batch runs by source length (:meth:`Encoder._by_length`) rather than
     packed: training in fp32 on the CPU (under bf16 autocast the packed run was faster)."""
     return training and emb.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
@@ -79,7 +79,7 @@ class Encoder(nn.Module):
         lengths = src_len.cpu()  # where Batch keeps them: no host sync
         if bool((lengths == S).all()):  # no padding (train.batch_by: source): one fused call a layer
             out, final = run_rnn(self.rnn, emb)  # out (B, S, dirs*H)
-        elif by_length(self.training, emb):  # fused calls, a group of rows at a time
+        elif runs_by_length(self.training, emb):  # fused calls, a group of rows at a time
             out, final = self._by_length(emb, lengths)
         else:
             out_packed, final = run_rnn(self.rnn, _pack(emb, lengths))
@@ -113,7 +113,7 @@ class Encoder(nn.Module):
         S = emb.shape[1]
         outs, finals, rows = [], [], []
         for length in lengths.unique().tolist():
-            idx = (lengths == length).nonzero().squeeze(1).to(emb.device, non_blocking=True)  # (b,) rows of this length
+            idx = (lengths == length).nonzero().squeeze(1)  # (b,) rows of this length (the CPU's, as emb)
             out, final = run_rnn(self.rnn, emb.index_select(0, idx)[:, :length])  # (b, length, dirs*H)
             outs.append(F.pad(out, (0, 0, 0, S - length)))  # (b, S, dirs*H)
             finals.append(final if isinstance(final, tuple) else (final,))  # (L*dirs, b, H) each

@@ -5,7 +5,7 @@ fp32 and bf16 autocast, in one process, alternating, on the same shuffled batche
     python docs/bench/encoder_by_length/run.py --data data/multi30k [--steps 22] [--warmup 2] [--rounds 3]
 
 Prints target tokens/s per run and the medians. Under bf16 autocast the model itself packs (the
-by-length runs were slower there; ``encoder.by_length`` chooses); the bf16 "by length" figure
+by-length runs were slower there; ``encoder.runs_by_length`` chooses); the bf16 "by length" figure
 shows why.
 """
 
@@ -42,7 +42,7 @@ def main() -> None:
     batches = bench_batches(cfg, data, args.steps)
     lengths = [len(set(b.src_len.tolist())) for b in batches]
     print(f"source lengths a batch: {min(lengths)} to {max(lengths)} (median {statistics.median(lengths)})")
-    chosen = encoder.by_length
+    chosen = encoder.runs_by_length
     results: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
         for bf16 in (False, True):
@@ -51,11 +51,11 @@ def main() -> None:
                 def choose(training: bool, emb: torch.Tensor, grouped: bool = grouped) -> bool:
                     return training and grouped
 
-                encoder.by_length = choose
+                encoder.runs_by_length = choose
                 try:
                     tps, _ = time_train_steps(run_cfg, data, batches, args.warmup, 1.0, torch.device("cpu"))
                 finally:
-                    encoder.by_length = chosen
+                    encoder.runs_by_length = chosen
                 precision = "bf16" if bf16 else "fp32"
                 results.setdefault((precision, name), []).append(tps)
                 print(f"round {r + 1}: {precision} {name}: {tps:,.0f} target tokens/s", flush=True)
