@@ -58,6 +58,7 @@ def test_wrong_types(tmp_path: Path, text: str, key: str, what: str) -> None:
 @pytest.mark.parametrize("text,key", [
     ("model:\n  dropout: -0.1\n", "model.dropout"),
     ("model:\n  num_layers: 0\n", "model.num_layers"),
+    ("model:\n  encoder_dim: -1\n", "model.encoder_dim"),
     ("train:\n  lr: 0\n", "train.lr"),
     ("train:\n  teacher_forcing: 1.5\n", "train.teacher_forcing"),
     ("decode:\n  beam_size: 0\n", "decode.beam_size"),

@@ -254,6 +254,7 @@ def test_ngram_order_out_of_range_is_one_line(order: str, capsys: pytest.Capture
     ("train.lm_batching=bptt", "train.lm_batching: must be one of stream, sentence"),
     ("model.peeky=true", "model.peeky: a language model has no source to read"),
     ("model.attention=luong", "model.attention: a language model has no source to read"),
+    ("model.encoder_dim=8", "model.encoder_dim: a language model has no source to read"),
     ("data.source=dates", "data.source: data.task lm reads text files"),
 ])
 def test_bad_lm_config_is_one_config_error(override: str, message: str) -> None:

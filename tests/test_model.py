@@ -33,7 +33,9 @@ VARIANTS = [dict(cell=c, peeky=p, num_layers=n) for c, p, n in
             itertools.product(["lstm", "gru", "rnn"], [True, False], [1, 2])]
 VARIANTS += [dict(bidirectional=True, num_layers=2), dict(attention="luong"),
              dict(attention="luong", bidirectional=True, cell="gru"), dict(tie_embeddings=True),
-             dict(tie_embeddings=True, peeky=False, attention="luong"), dict(decoder_init="hidden", num_layers=2)]
+             dict(tie_embeddings=True, peeky=False, attention="luong"), dict(decoder_init="hidden", num_layers=2),
+             dict(bidirectional=True, encoder_dim=8, num_layers=2, attention="luong"),
+             dict(encoder_dim=24, cell="gru", num_layers=2)]
 
 
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
@@ -53,6 +55,27 @@ def test_shapes_and_step_equals_whole_sequence(kw) -> None:
         step_logits, state = model.decode_step(tgt_in[:, t], state)
         steps.append(step_logits)
     torch.testing.assert_close(torch.stack(steps, 1), logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_encoder_dim_sizes_the_encoder_and_the_bridge_joins_it_to_the_decoder(bidirectional: bool) -> None:
+    """``model.encoder_dim`` is each direction's size: a bidirectional encoder of 8 a direction
+    beside a decoder of 16 (OpenNMT-py's brnn sizes) has LSTM weights of 8 and a bridge from 16;
+    the decoder's state, context and attention memory are 16 wide."""
+    model = make(encoder_dim=8, bidirectional=bidirectional, num_layers=2, attention="luong")
+    dirs = 2 if bidirectional else 1
+    rnn = model.encoder.rnn
+    assert rnn.hidden_size == 8 and rnn.weight_hh_l1.shape == (32, 8) and rnn.weight_ih_l1.shape == (32, 8 * dirs)
+    assert model.encoder.bridge.weight.shape == (16, 8 * dirs)
+    assert model.encoder.memory_proj.weight.shape == (16, 8 * dirs)
+    src, src_len = random_batch([5, 3, 1])
+    state = model.encode(src, src_len)
+    assert state.hidden.shape == state.cell.shape == (2, 3, 16) and state.memory.shape == (3, 5, 16)
+    # the bridge reads each layer's final states, forward then backward
+    _, (h, _) = rnn(torch.nn.utils.rnn.pack_padded_sequence(model.src_embed(src), src_len, batch_first=True))
+    joined = h.view(2, dirs, 3, 8).permute(0, 2, 1, 3).reshape(2, 3, 8 * dirs)
+    torch.testing.assert_close(state.hidden, torch.tanh(model.encoder.bridge(joined)))
+    assert make(encoder_dim=16).encoder.bridge is None  # the decoder's size: no bridge, as without the option
 
 
 def test_context_is_top_layer_final_hidden_state() -> None:
@@ -98,7 +121,8 @@ def test_decoder_init_hidden_starts_from_h_and_a_zero_cell() -> None:
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(cell="gru", num_layers=2), dict(bidirectional=True),
-                                dict(attention="luong")], ids=str)
+                                dict(attention="luong"), dict(bidirectional=True, encoder_dim=8, attention="luong")],
+                         ids=str)
 def test_padding_changes_nothing(kw) -> None:
     """Appending padding to a batch, or longer sequences beside it, never changes a
     sequence's encoding, logits or loss."""
@@ -269,7 +293,8 @@ def test_a_batch_without_padding_runs_unpacked_with_the_packed_results(kw, monke
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(cell="gru"), dict(cell="rnn", num_layers=1),
-                                dict(bidirectional=True, attention="luong"), dict(bidirectional=True, cell="gru")],
+                                dict(bidirectional=True, attention="luong"), dict(bidirectional=True, cell="gru"),
+                                dict(bidirectional=True, encoder_dim=8, attention="luong")],
                          ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()) or "lstm")
 def test_fp32_training_on_the_cpu_runs_each_source_length_fused_with_the_packed_results(kw, monkeypatch) -> None:
     """Training in fp32 on the CPU, a padded batch runs a group of rows of one length at a time,

@@ -176,6 +176,7 @@ def test_padding_rows_add_nothing() -> None:
 # --- the settings ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("overrides", "message"), [
     (["train.static_shapes=true", "model.bidirectional=true"], "train.static_shapes: true needs a unidirectional"),
+    (["train.static_shapes=true", "model.encoder_dim=8"], "needs a unidirectional encoder of the decoder's size"),
     (["train.static_shapes=true", "data.prepared=somewhere"], "train.static_shapes: true needs the training data"),
     (["train.cuda_graphs=true", "train.device=cpu"], "train.cuda_graphs: true needs CUDA"),
     (["train.cuda_graphs=true", "train.device=cuda", "train.optimizer=sgd"], "needs train.optimizer: adam"),

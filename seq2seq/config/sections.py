@@ -147,7 +147,11 @@ class ModelConfig:
 
     cell: Literal["lstm", "gru", "rnn"] = "lstm"  # the encoder's and decoder's cell; rnn: the plain tanh RNN
     embed_dim: int = 64  # the size of the source and target token embeddings
-    hidden_dim: int = 256  # the RNN state size of the encoder (each direction) and decoder, and of the context vector
+    hidden_dim: int = 256  # the decoder's RNN state size and the context's (and the encoder's, unless encoder_dim)
+    # the encoder's RNN state size, each direction; 0: hidden_dim. Another size (or a bidirectional encoder)
+    # joins the encoder's final states to the decoder's hidden_dim through a bridge, and its outputs through a
+    # projection. E.g. bidirectional with encoder_dim = hidden_dim / 2 has OpenNMT-py's brnn encoder sizes
+    encoder_dim: int = 0
     num_layers: int = 1  # stacked RNN layers in the encoder and in the decoder (which starts from each layer's state)
     # dropout probability on the source and target embeddings, between stacked RNN layers and before the
     # decoder's output layer, in training only; 0: none
@@ -155,7 +159,7 @@ class ModelConfig:
     # the context vector (the encoder's top-layer final hidden state) joins every decoder step's input and
     # the output layer's input; false: it reaches the decoder only through its initial state
     peeky: bool = True
-    bidirectional: bool = False  # encoder; its two final states are projected to hidden_dim
+    bidirectional: bool = False  # encoder; its two final states a layer are projected to hidden_dim
     tie_embeddings: bool = False  # target embedding = output projection (needs a projection)
     # luong: Luong "general" attention over the encoder outputs (no input feeding); its output replaces each
     # decoder RNN output before the output layer, and translations can show their alignment. none: off
@@ -173,8 +177,20 @@ class ModelConfig:
         _check_finite(self, "model")
         check(self.embed_dim >= 1, "model.embed_dim", f"must be >= 1, got {self.embed_dim}")
         check(self.hidden_dim >= 1, "model.hidden_dim", f"must be >= 1, got {self.hidden_dim}")
+        check(self.encoder_dim >= 0, "model.encoder_dim", f"must be >= 0 (0: hidden_dim), got {self.encoder_dim}")
         check(self.num_layers >= 1, "model.num_layers", f"must be >= 1, got {self.num_layers}")
         check(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
+
+    @property
+    def encoder_size(self) -> int:
+        """The encoder's RNN state size, each direction: ``encoder_dim``, or ``hidden_dim`` for 0."""
+        return self.encoder_dim or self.hidden_dim
+
+    @property
+    def bridged(self) -> bool:
+        """Whether the encoder's states reach the decoder through a bridge (bidirectional, or another
+        size than the decoder's)."""
+        return self.bidirectional or self.encoder_size != self.hidden_dim
 
 
 @dataclass(frozen=True)
@@ -371,15 +387,16 @@ class Config:
         if self.data.task == "lm":  # a language model is a decoder without a context to read
             check(self.data.source == "files", "data.source",
                    f"data.task lm reads text files; must be 'files', got {self.data.source!r}")
-            for key, off in (("peeky", False), ("bidirectional", False), ("attention", "none")):
+            for key, off in (("peeky", False), ("bidirectional", False), ("attention", "none"), ("encoder_dim", 0)):
                 check(getattr(self.model, key) == off, f"model.{key}",
                        f"a language model has no source to read; set model.{key}: {str(off).lower()}")
         for key in ("static_shapes", "cuda_graphs"):  # both need static shapes; checks across sections
             if getattr(self.train, key) is True:
                 check(not self.data.prepared, f"train.{key}",
                        "true needs the training data in memory (data.prepared streams it)")
-                check(not self.model.bidirectional, f"train.{key}",
-                       "true needs a unidirectional encoder (model.bidirectional: true)")
+                check(not self.model.bridged, f"train.{key}",
+                       "true needs a unidirectional encoder of the decoder's size (model.bidirectional: false, "
+                       "model.encoder_dim: 0)")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -1,6 +1,7 @@
 """The encoder: an RNN (LSTM, GRU or tanh RNN) over the embedded source.
 
-Shapes: ``B`` batch, ``S`` source length, ``E`` embedding size, ``H`` hidden size, ``L``
+Shapes: ``B`` batch, ``S`` source length, ``E`` embedding size, ``H`` hidden size (the
+decoder's), ``He`` the encoder's size a direction (``model.encoder_dim``, by default ``H``), ``L``
 layers, ``dirs`` directions (2 if bidirectional, else 1).
 
 The source (reversed, if it is, by batching) is packed so that padding never enters the
@@ -50,17 +51,19 @@ def runs_by_length(training: bool, emb: Tensor) -> bool:
 
 
 class Encoder(nn.Module):
-    """RNN over the embedded source; a bidirectional one's two directions joined to size H."""
+    """RNN over the embedded source; a bidirectional one's two directions (or states of another
+    size than the decoder's) joined to size H."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        E, H, L, p = cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.dropout
+        E, He, H, L, p = cfg.embed_dim, cfg.encoder_size, cfg.hidden_dim, cfg.num_layers, cfg.dropout
         dirs = 2 if cfg.bidirectional else 1
-        self.rnn = CELLS[cfg.cell](E, H, L, batch_first=True, dropout=p if L > 1 else 0.0,
+        self.rnn = CELLS[cfg.cell](E, He, L, batch_first=True, dropout=p if L > 1 else 0.0,
                                    bidirectional=cfg.bidirectional)
-        # A bidirectional encoder's two final states per layer are joined into one of size H.
-        self.bridge = nn.Linear(dirs * H, H) if cfg.bidirectional else None
-        self.memory_proj = nn.Linear(dirs * H, H, bias=False) if cfg.bidirectional else None
+        # A bidirectional encoder's two final states a layer (or one of another size than the
+        # decoder's) are joined into one of size H; its outputs are projected to H.
+        self.bridge = nn.Linear(dirs * He, H) if cfg.bridged else None
+        self.memory_proj = nn.Linear(dirs * He, H, bias=False) if cfg.bridged else None
 
     def forward(self, emb: Tensor, src_len: Tensor, *, with_memory: bool
                 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -78,16 +81,16 @@ class Encoder(nn.Module):
         S = emb.shape[1]
         lengths = src_len.cpu()  # where Batch keeps them: no host sync
         if bool((lengths == S).all()):  # no padding (train.batch_by: source): one fused call a layer
-            out, final = run_rnn(self.rnn, emb)  # out (B, S, dirs*H)
+            out, final = run_rnn(self.rnn, emb)  # out (B, S, dirs*He)
         elif runs_by_length(self.training, emb):  # fused calls, a group of rows at a time
             out, final = self._by_length(emb, lengths)
         else:
             out_packed, final = run_rnn(self.rnn, _pack(emb, lengths))
             out = pad_packed_sequence(out_packed, batch_first=True, total_length=S)[0] if with_memory else None
-        h, c = final if isinstance(final, tuple) else (final, None)  # (L*dirs, B, H)
+        h, c = final if isinstance(final, tuple) else (final, None)  # (L*dirs, B, He)
         if self.bridge is not None:
-            h = self._join_directions(h)
-            c = None if c is None else self._join_directions(c)
+            h = self._join(h)
+            c = None if c is None else self._join(c)
         memory = None
         if with_memory:
             memory = out if self.memory_proj is None else self.memory_proj(out)  # (B, S, H)
@@ -107,16 +110,16 @@ class Encoder(nn.Module):
             emb: ``(B, S, E)``, padded at the end; lengths: ``(B,)`` long on the CPU, each in [1, S].
 
         Returns:
-            the outputs ``(B, S, dirs*H)`` (zero at padding) and the final state ``(L*dirs, B, H)``
+            the outputs ``(B, S, dirs*He)`` (zero at padding) and the final state ``(L*dirs, B, He)``
             (a pair for an LSTM), rows in the batch's order.
         """
         S = emb.shape[1]
         outs, finals, rows = [], [], []
         for length in lengths.unique().tolist():
             idx = (lengths == length).nonzero().squeeze(1)  # (b,) rows of this length (the CPU's, as emb)
-            out, final = run_rnn(self.rnn, emb.index_select(0, idx)[:, :length])  # (b, length, dirs*H)
-            outs.append(F.pad(out, (0, 0, 0, S - length)))  # (b, S, dirs*H)
-            finals.append(final if isinstance(final, tuple) else (final,))  # (L*dirs, b, H) each
+            out, final = run_rnn(self.rnn, emb.index_select(0, idx)[:, :length])  # (b, length, dirs*He)
+            outs.append(F.pad(out, (0, 0, 0, S - length)))  # (b, S, dirs*He)
+            finals.append(final if isinstance(final, tuple) else (final,))  # (L*dirs, b, He) each
             rows.append(idx)
         back = torch.cat(rows).argsort()  # (B,): where each batch row is among the groups' rows
         out = torch.cat(outs).index_select(0, back)
@@ -126,7 +129,7 @@ class Encoder(nn.Module):
     def forward_padded(self, emb: Tensor, src_len: Tensor, *, with_memory: bool
                        ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """:meth:`forward` without packing: fixed shapes and no host data, so a CUDA graph can
-        capture it. Unidirectional encoders only.
+        capture it. Unidirectional encoders of the decoder's size only (no bridge).
 
         The source is padded at the end, so a forward RNN reads a row's real tokens first and
         its state at position ``len - 1`` is the packed run's final state; the padding after it
@@ -145,7 +148,8 @@ class Encoder(nn.Module):
             the outputs ``(B, S, H)`` (zero at padding) or None.
         """
         if self.bridge is not None:
-            raise ValueError("the padded encoder is for unidirectional encoders (model.bidirectional: false)")
+            raise ValueError("the padded encoder is for unidirectional encoders of the decoder's size "
+                             "(model.bidirectional: false, model.encoder_dim: 0)")
         B, S, _ = emb.shape
         rnn = self.rnn
         last = (src_len.to(emb.device, non_blocking=True) - 1).clamp(0, S - 1)  # (B,) position of the last token
@@ -163,13 +167,13 @@ class Encoder(nn.Module):
         memory = x.masked_fill(~real[:, :, None], 0.0) if with_memory else None  # (B, S, H)
         return torch.stack(hs), torch.stack(cs) if cs else None, memory  # (L, B, H)
 
-    def _join_directions(self, x: Tensor) -> Tensor:
-        """(L*2, B, H) forward/backward final states -> (L, B, H) via tanh(W [fwd; bwd])."""
-        L2, B, H = x.shape
-        x = x.view(L2 // 2, 2, B, H).permute(0, 2, 1, 3).reshape(L2 // 2, B, 2 * H)  # (L, B, 2H)
+    def _join(self, x: Tensor) -> Tensor:
+        """(L*dirs, B, He) final states (forward, backward a layer) -> (L, B, H) via tanh(W [fwd; bwd])."""
+        Ld, B, He = x.shape
+        L = self.rnn.num_layers
+        x = x.view(L, Ld // L, B, He).permute(0, 2, 1, 3).reshape(L, B, Ld // L * He)  # (L, B, dirs*He)
         assert self.bridge is not None
         return torch.tanh(self.bridge(x))
-
 
 def _final_cell(x: Tensor, out: Tensor, lstm: nn.RNNBase, layer: int, real: Tensor) -> Tensor:
     """An LSTM layer's cell state at position ``last`` of each row, from its input and outputs.

@@ -43,13 +43,13 @@ def sync_free(cfg: Config, device: torch.device) -> bool:
 
 def use_static_shapes(cfg: Config, world: World) -> bool:
     """Whether training batches are static-shape buckets on the device (``train.static_shapes``;
-    the config refuses ``true`` with ``data.prepared`` or a bidirectional encoder): ``auto`` is
+    the config refuses ``true`` with ``data.prepared`` or a bridged encoder): ``auto`` is
     on for CUDA in one process."""
     setting = cfg.train.static_shapes
     if setting is True and world.size > 1:
         raise TrainError(f"train.static_shapes: true is for one process (this run has {world.size}); "
                          "set it to auto or false under torchrun")
-    possible = world.size == 1 and not cfg.data.prepared and not cfg.model.bidirectional
+    possible = world.size == 1 and not cfg.data.prepared and not cfg.model.bridged
     return setting is True or (setting == "auto" and world.device.type == "cuda" and possible)
 
 
