@@ -2,7 +2,7 @@
 Joey NMT 2.3.0, on the same CPU, the same threads and the same segmentation.
 
     python docs/bench/peers/run.py --data data/multi30k [--work runs/peers] [--rounds 3]
-        [--train-steps 200] [--warmup 40] [--epoch-steps 227] [--sentences N]
+        [--train-steps 200] [--warmup 40] [--epoch-steps 454] [--sentences N]
         [--only install|train-speed|decode] [--fresh]
     python docs/bench/peers/run.py --markdown docs/bench/peers/peers_cpu.json
 
@@ -19,9 +19,10 @@ From the repository root, in the project's venv, on a quiet machine. Stages:
   space-separated pieces files for the peers; training pairs over the recipe's ``max_len`` pieces are
   left out, as this toolkit's training does.
 * ``train-speed``: fresh processes in alternating rounds: ours at its default precision (bf16 autocast
-  where the CPU has native bf16), ours in fp32, OpenNMT-py (input feeding, its default), OpenNMT-py
-  without input feeding, Joey NMT (without input feeding, as ours); each trains ``--train-steps`` steps
-  of 128 sentences.
+  where the CPU has native bf16) and in fp32, each with the recipe's encoder (512 a direction) and with
+  OpenNMT-py's encoder sizes (``model.encoder_dim=256``: :data:`OURS`), OpenNMT-py (input feeding, its
+  default), OpenNMT-py without input feeding, Joey NMT (without input feeding, as ours); each trains
+  ``--train-steps`` steps of 128 sentences.
   Every tool reports target tokens per second over windows of steps: the non-padding target tokens
   including EOS (not BOS) over the window's wall-clock seconds. That is what each counts: ours
   ``(tgt_out != PAD).sum()`` per step over the metric window (seq2seq/training/steps.py, loop.py);
@@ -29,7 +30,8 @@ From the repository root, in the project's venv, on a quiet machine. Stages:
   after each report (onmt/utils/loss.py, statistics.py); Joey ``batch.ntokens`` = non-padding tokens of
   ``trg[:, 1:]`` since the last log (joeynmt/batch.py, training.py). A run's figure is the median of its
   windows that start after ``--warmup`` steps; a variant's figure is the median of its rounds.
-* ``decode``: each tool trains ``--epoch-steps`` steps (default 227 of 128 sentences: one epoch), then
+* ``decode``: each tool trains ``--epoch-steps`` steps (default 454 of 128 sentences: two epochs; ours
+  twice, the recipe and at OpenNMT-py's encoder sizes, :data:`OURS_MODELS`), then
   translates test_2016_flickr greedy and beam 5, 64 sentences a batch, in fresh processes. Sentences/s
   is over the translation time with the model loaded, as each tool reports it (OpenNMT
   ``-report_time``'s average x sentences; Joey's "Generation took", its loop over the batches), ours
@@ -93,8 +95,18 @@ PATCHES: list[dict[str, str]] = [
      "check": "weights_only=False",
      "why": "its checkpoint holds non-tensor training state"},
 ]
-VARIANTS = ("ours_default", "ours_fp32", "onmt", "onmt_if0", "joey")
-DECODERS = ("onmt", "onmt_if0", "joey")
+# Our training runs: train.py's overrides of the recipe. "onmt_shape": OpenNMT-py's encoder sizes
+# (256 a direction beside the decoder's 512: model.encoder_dim), the rest the recipe's.
+OURS: dict[str, list[str]] = {
+    "ours_default": [],
+    "ours_fp32": ["train.bf16=false"],
+    "ours_onmt_shape": ["model.encoder_dim=256"],
+    "ours_onmt_shape_fp32": ["model.encoder_dim=256", "train.bf16=false"],
+}
+PEERS = ("onmt", "onmt_if0", "joey")
+VARIANTS = (*OURS, *PEERS)
+# The decoding models: ours (the recipe) and ours at OpenNMT-py's encoder sizes, at the default precision.
+OURS_MODELS: dict[str, list[str]] = {"ours": OURS["ours_default"], "ours_onmt_shape": OURS["ours_onmt_shape"]}
 
 
 def die(msg: str) -> NoReturn:
@@ -286,13 +298,13 @@ def steady(windows: list[tuple[int, float]], window: int, warmup: int) -> dict[s
             "windows_end_steps": [s for s, _ in windows if s - window >= warmup]}
 
 
-def ours_train(data: Path, run: Path, steps: int, window: int, fp32: bool, threads: int,
+def ours_train(data: Path, run: Path, steps: int, window: int, overrides: list[str], threads: int,
                valid: int = 64) -> tuple[list[str], float]:
     if run.exists():
         shutil.rmtree(run)
     cmd = [sys.executable, "train.py", "--config", RECIPE, "--out", str(run), f"data.path={data}",
            f"train.max_steps={steps}", f"train.log_every={window}", f"train.valid_max_sentences={valid}",
-           "train.adapt_threads=false", "tracking.wandb=disabled", *(["train.bf16=false"] if fp32 else [])]
+           "train.adapt_threads=false", "tracking.wandb=disabled", *overrides]
     t0 = time.perf_counter()
     with open(str(run) + ".log", "w") as log:
         sh(cmd, cwd=ROOT, env=env(threads), stdout=log, stderr=subprocess.STDOUT)
@@ -355,7 +367,7 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             run = work / "speed" / f"{v}.{r}"
             run.parent.mkdir(parents=True, exist_ok=True)
             if v.startswith("ours"):
-                cmd, wall = ours_train(args.data, run, args.train_steps, window, v == "ours_fp32", args.threads)
+                cmd, wall = ours_train(args.data, run, args.train_steps, window, OURS[v], args.threads)
             else:
                 cmd, wall = peer_train(v, work, run, args.train_steps, window, args.threads)
             commands[v] = cmd
@@ -366,8 +378,8 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             runs[v].append(result)
             print(f"round {r} {v}: {result['tokens_per_s']:.0f} tokens/s", flush=True)
     med = {v: statistics.median(x["tokens_per_s"] for x in runs[v]) for v in VARIANTS}
-    ratios = {f"{o}/{p}": med[o] / med[p] for o in ("ours_default", "ours_fp32") for p in VARIANTS[2:]}
-    return {"train_steps": args.train_steps, "warmup_steps": args.warmup, "window_steps": window,
+    ratios = {f"{o}/{p}": med[o] / med[p] for o in OURS for p in VARIANTS if p != o}
+    return {**stamp(), "train_steps": args.train_steps, "warmup_steps": args.warmup, "window_steps": window,
             "median_tokens_per_s": med, "ratios": ratios, "parameters_reported": params,
             "commands": commands, "runs": runs}
 
@@ -394,8 +406,8 @@ def train_once(args: argparse.Namespace, work: Path, run: Path, tool: str, windo
         kept: dict[str, Any] = json.loads(done.read_text())
         if kept.get("epoch_steps") == args.epoch_steps:
             return {**kept, "reused": True}
-    if tool == "ours":
-        cmd, wall = ours_train(args.data, run, args.epoch_steps, window, False, args.threads, valid=0)
+    if tool in OURS_MODELS:
+        cmd, wall = ours_train(args.data, run, args.epoch_steps, window, OURS_MODELS[tool], args.threads, valid=0)
     else:
         cmd, wall = peer_train(tool, work, run, args.epoch_steps, window, args.threads)
     result = {"epoch_steps": args.epoch_steps, "command": cmd, "wall_s": wall, "parameters": params_of(tool, run)}
@@ -423,20 +435,22 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
     onmt_vocab(work, args.threads)
     window = max(1, min(50, args.epoch_steps // 4))
     trained: dict[str, Any] = {}
-    ours_run = dec / "ours"
-    for tool in ("ours", *DECODERS):
+    for tool in (*OURS_MODELS, *PEERS):
         trained[tool] = train_once(args, work, dec / tool, tool, window)
-    seg_same = same_tokenizers(ours_run / "best", work)
+    seg_same = all(same_tokenizers(dec / tool / "best", work) for tool in OURS_MODELS)
     if not seg_same:
         print("warning: ours trained with other tokenizers than the pieces files' (see same_segmentation_in_training)")
-    variants = [*OURS_DECODE, *args.ours_decode]
+    # (name, our model's run folder or None for a peer, translate.py's extra arguments)
+    variants: list[tuple[str, Path | None, list[str]]] = [
+        *[(name, dec / "ours", extra) for name, extra in [*OURS_DECODE, *args.ours_decode]],
+        *[(tool, dec / tool, []) for tool in OURS_MODELS if tool != "ours"], *[(t, None, []) for t in PEERS]]
     rows: list[dict[str, Any]] = []
     for beam in (1, 5):
-        for name, extra in [*variants, *[(t, None) for t in DECODERS]]:
+        for name, ours_run, extra in variants:
             out = dec / f"{name}.beam{beam}.out"
             e = env(args.threads)
             t0 = time.perf_counter()
-            if extra is not None:
+            if ours_run is not None:
                 times = Path(str(out) + ".times.json")
                 cmd = [sys.executable, str(HERE / "ours_translate.py"), str(times), "--checkpoint",
                        str(ours_run / "best"), "--input", str(dec / f"raw.{src_lang}"), "--output", str(out),
@@ -483,7 +497,7 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
                    "command": cmd}
             rows.append(row)
             print(f"decode {name} beam {beam}: {row['sentences_per_s']:.1f} sent/s, BLEU {row['bleu']:.2f}", flush=True)
-    return {"epoch_steps": args.epoch_steps, "batch_size": DECODE_BATCH, "sentences": n, "trained": trained,
+    return {**stamp(), "epoch_steps": args.epoch_steps, "batch_size": DECODE_BATCH, "sentences": n, "trained": trained,
             "same_segmentation_in_training": seg_same, "rows": rows}
 
 
@@ -498,6 +512,8 @@ SHAPES = {
             "concatenated into the decoder's (no bridge); Luong general attention; input feeding (the previous "
             "attentional vector goes into the next step's input); output layer untied (sharing needs "
             "word_vec_size == hidden_size); embed 256; dropout 0.4",
+    "ours_onmt_shape": "as ours with model.encoder_dim=256: 256 per direction, as OpenNMT-py's brnn; the bridge "
+                       "(Linear 512->512) and the memory projection (512->512) stay",
     "onmt_if0": "as onmt, input_feed 0: the decoder's input is the target embedding only (the context reaches the "
                 "output only through the attentional layer)",
     "joey": "recurrent encoder, 2 layers, bidirectional, 512 per direction; bridge init_hidden; Luong attention; "
@@ -511,6 +527,14 @@ SHAPES = {
 }
 
 
+def stamp() -> dict[str, Any]:
+    """The commit (and whether the tree had changes) and the date a stage ran at."""
+    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True, capture_output=True).stdout)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                            capture_output=True).stdout.strip()
+    return {"commit": commit, "dirty": dirty, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
 def machine() -> dict[str, Any]:
     lscpu = subprocess.run(["lscpu"], text=True, capture_output=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "")
@@ -522,12 +546,12 @@ def markdown(result: dict[str, Any]) -> str:
     lines = []
     ts = result.get("train_speed")
     if ts:
-        lines += ["| training | target tokens/s (median) | ours default / this | ours fp32 / this |",
-                  "| --- | ---: | ---: | ---: |"]
-        for v, x in ts["median_tokens_per_s"].items():
-            a = ts["median_tokens_per_s"]["ours_default"] / x
-            b = ts["median_tokens_per_s"]["ours_fp32"] / x
-            lines.append(f"| {v} | {x:,.0f} | {a:.2f} | {b:.2f} |")
+        med = ts["median_tokens_per_s"]
+        ours = [v for v in med if v.startswith("ours")]
+        lines += ["| training | target tokens/s (median) | " + " | ".join(f"{o} / this" for o in ours) + " |",
+                  "| --- | ---: | " + " | ".join("---:" for _ in ours) + " |"]
+        for v, x in med.items():
+            lines.append(f"| {v} | {x:,.0f} | " + " | ".join(f"{med[o] / x:.2f}" for o in ours) + " |")
         lines.append("")
     de = result.get("decode")
     if de:
@@ -555,7 +579,7 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=200, help="steps of each timed training run")
     p.add_argument("--warmup", type=int, default=40, help="steps left out at the start of each timed run")
     p.add_argument("--window", type=int, default=0, help="steps a metric window (default: from the steps)")
-    p.add_argument("--epoch-steps", type=int, default=227)
+    p.add_argument("--epoch-steps", type=int, default=454, help="training steps of each decoding model (two epochs)")
     p.add_argument("--sentences", type=int, default=0, help="test sentences decoded (default all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=("install", "train-speed", "decode"))
@@ -608,12 +632,8 @@ def run(args: argparse.Namespace) -> None:
     if args.only == "install":
         return
     info = prepare(args.data, work)
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True, capture_output=True).stdout)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                            capture_output=True).stdout.strip()
-    result.update({
-        "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit, "dirty": dirty, "command": " ".join(["python", *sys.argv]),
+    result.update({  # the stages' own commit and date are in theirs (a stage run alone keeps the other's)
+        "machine": machine(), **stamp(), "command": " ".join(["python", *sys.argv]),
         "environment": {"OMP_NUM_THREADS": args.threads, "MKL_NUM_THREADS": args.threads,
                         "ours": "train.adapt_threads=false; python -m seq2seq sets GOMP_SPINCOUNT and glibc malloc "
                                 "tunables for its own process (seq2seq/runtime/tuning.py)"},
