@@ -180,9 +180,9 @@ def prepare(data: Path, work: Path) -> dict[str, Any]:
     cfg = load_config(RECIPE, [f"data.path={data}"])
     d = cfg.data
     out = work / "pieces"
-    stamp = out / "done.json"
-    if stamp.is_file():
-        return json.loads(stamp.read_text())
+    marker = out / "done.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
     out.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(d)
     src_tok, tgt_tok = train_tokenizers(corpus.train, d.tokenizer, d.vocab_size, d.joint_vocab)
@@ -204,7 +204,7 @@ def prepare(data: Path, work: Path) -> dict[str, Any]:
     info = {"pairs": counts, "train_dropped_too_long": too_long, "ours_train_kept": len(kept),
             "tokenizer": d.tokenizer, "vocab_size": d.vocab_size, "src_lang": d.src_lang, "tgt_lang": d.tgt_lang,
             "vocab": {"src": src_tok.vocab_size, "tgt": tgt_tok.vocab_size}}
-    stamp.write_text(json.dumps(info, indent=1))
+    marker.write_text(json.dumps(info, indent=1))
     return info
 
 
@@ -358,6 +358,7 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     window = args.window or max(1, min(10, (args.train_steps - args.warmup) // 4))
     if args.warmup % window:
         die(f"--warmup {args.warmup} must be a multiple of the metric window ({window})")
+    started = stamp(args.json)
     onmt_vocab(work, args.threads)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     commands: dict[str, list[str]] = {}
@@ -379,7 +380,7 @@ def train_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"round {r} {v}: {result['tokens_per_s']:.0f} tokens/s", flush=True)
     med = {v: statistics.median(x["tokens_per_s"] for x in runs[v]) for v in VARIANTS}
     ratios = {f"{o}/{p}": med[o] / med[p] for o in OURS for p in VARIANTS if p != o}
-    return {**stamp(), "train_steps": args.train_steps, "warmup_steps": args.warmup, "window_steps": window,
+    return {**started, "train_steps": args.train_steps, "warmup_steps": args.warmup, "window_steps": window,
             "median_tokens_per_s": med, "ratios": ratios, "parameters_reported": params,
             "commands": commands, "runs": runs}
 
@@ -421,6 +422,7 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
 
 
 def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> dict[str, Any]:
+    started = stamp(args.json)
     from seq2seq.data.tokenization import Tokenizer
     tgt_tok = Tokenizer.load(work / "pieces" / "tgt_tokenizer.json")
     src_lang, tgt_lang = info["src_lang"], info["tgt_lang"]
@@ -497,7 +499,7 @@ def decode_stage(args: argparse.Namespace, work: Path, info: dict[str, Any]) -> 
                    "command": cmd}
             rows.append(row)
             print(f"decode {name} beam {beam}: {row['sentences_per_s']:.1f} sent/s, BLEU {row['bleu']:.2f}", flush=True)
-    return {**stamp(), "epoch_steps": args.epoch_steps, "batch_size": DECODE_BATCH, "sentences": n, "trained": trained,
+    return {**started, "epoch_steps": args.epoch_steps, "batch_size": DECODE_BATCH, "sentences": n, "trained": trained,
             "same_segmentation_in_training": seg_same, "rows": rows}
 
 
@@ -527,9 +529,14 @@ SHAPES = {
 }
 
 
-def stamp() -> dict[str, Any]:
-    """The commit (and whether the tree had changes) and the date a stage ran at."""
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True, capture_output=True).stdout)
+def stamp(result_file: Path | None = None) -> dict[str, Any]:
+    """The commit, whether the tree had changes (other than ``result_file``, which a run rewrites)
+    and the date, taken when a stage starts."""
+    skip = []
+    if result_file is not None and result_file.resolve().is_relative_to(ROOT):
+        skip = [f":(exclude){result_file.resolve().relative_to(ROOT)}"]
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", ".", *skip], cwd=ROOT, text=True,
+                                capture_output=True).stdout)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()
     return {"commit": commit, "dirty": dirty, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -633,7 +640,7 @@ def run(args: argparse.Namespace) -> None:
         return
     info = prepare(args.data, work)
     result.update({  # the stages' own commit and date are in theirs (a stage run alone keeps the other's)
-        "machine": machine(), **stamp(), "command": " ".join(["python", *sys.argv]),
+        "machine": machine(), **stamp(args.json), "command": " ".join(["python", *sys.argv]),
         "environment": {"OMP_NUM_THREADS": args.threads, "MKL_NUM_THREADS": args.threads,
                         "ours": "train.adapt_threads=false; python -m seq2seq sets GOMP_SPINCOUNT and glibc malloc "
                                 "tunables for its own process (seq2seq/runtime/tuning.py)"},
