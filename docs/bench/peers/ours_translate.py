@@ -2,9 +2,12 @@
 its calls of ``Translator.translate`` timed: the translation time with the model loaded
 (tokenization, batching, search and detokenization; not the start-up or the checkpoint's loading).
 
-    python docs/bench/peers/ours_translate.py TIMES.json [translate.py's arguments ...]
+    python docs/bench/peers/ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]
 
-Writes ``{"translate_s", "calls", "threads", "status"}`` to TIMES.json. The process-wide settings
+Writes ``{"translate_s", "calls", "threads", "status"}`` to TIMES.json. ``--profile`` runs the
+translation (from the first ``Translator.translate`` call on) under ``torch.profiler`` and writes
+its operators by self CPU time to TABLE.txt (the profiler's own cost is in ``translate_s`` then).
+The process-wide settings
 are applied before torch loads, as ``python -m seq2seq`` does; the thread governor is off, so the
 threads stay those of OMP_NUM_THREADS, as in the other toolkits' processes. Any option the command
 has (another precision, a quantized model) is passed through unchanged.
@@ -21,6 +24,17 @@ from unittest import mock
 
 
 def main(argv: list[str]) -> int:
+    table = None
+    if argv[:1] == ["--profile"]:
+        if len(argv) < 3:
+            print("usage: ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]",
+                  file=sys.stderr)
+            return 2
+        table, argv = Path(argv[1]), argv[2:]
+    if not argv:
+        print("usage: ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]",
+              file=sys.stderr)
+        return 2
     times, args = Path(argv[0]), argv[1:]
     from seq2seq.runtime import tune
 
@@ -34,8 +48,15 @@ def main(argv: list[str]) -> int:
     threads.shared().enabled = False
     seconds: list[float] = []
     translate = Translator.translate
+    prof = None
+    if table is not None:
+        from torch.profiler import ProfilerActivity, profile
+
+        prof = profile(activities=[ProfilerActivity.CPU])
 
     def timed(self: Translator, *a: Any, **k: Any) -> Any:
+        if prof is not None and not seconds:
+            prof.start()  # at the first call: the model's loading stays out of the table
         start = time.perf_counter()
         try:
             return translate(self, *a, **k)
@@ -44,6 +65,9 @@ def main(argv: list[str]) -> int:
 
     with mock.patch.object(Translator, "translate", timed):
         status = seq2seq_main(["translate", *args])
+    if prof is not None and table is not None and seconds:
+        prof.stop()
+        table.write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25) + "\n")
     times.write_text(json.dumps({"translate_s": sum(seconds), "calls": len(seconds),
                                  "threads": torch.get_num_threads(), "status": status}))
     return status
