@@ -3,6 +3,7 @@ profiled translation (docs/bench/peers/ours_translate.py) and the result file's 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -50,10 +51,24 @@ def test_ours_translate_times_and_profiles_the_translation(tmp_path: Path, tiny_
 
 @pytest.mark.smoke
 def test_ours_translate_without_its_arguments_says_how_to_call_it() -> None:
-    for args in ((), ("--profile", "table.txt")):
+    for args in ((), ("--profile",), ("--profile", "table.txt")):
         done = ours_translate(*args)
         assert done.returncode == 2
         assert done.stderr.startswith("usage: ours_translate.py")
+
+
+@pytest.mark.smoke
+def test_ours_translate_refuses_a_result_file_in_a_missing_folder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("1 april 1999\n")
+    missing = tmp_path / "no" / "such"
+    table, times = missing / "table.txt", missing / "times.json"
+    for args, named in (((str(times),), times), (("--profile", str(table), str(tmp_path / "t.json")), table)):
+        done = ours_translate(*args, "--checkpoint", str(tiny_checkpoint), "--input", str(source),
+                              "--output", str(tmp_path / "out.txt"))
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines() == [f"ours_translate.py: {named}: its folder does not exist"]
+        assert not (tmp_path / "out.txt").exists()  # refused before anything ran
 
 
 def test_markdown_tables_hold_every_variant_and_ratio() -> None:
@@ -69,8 +84,6 @@ def test_markdown_tables_hold_every_variant_and_ratio() -> None:
 
 
 def test_an_extra_decoding_is_a_name_and_its_arguments() -> None:
-    import argparse
-
     run = load_run()
     assert run.parse_decode("int8:--quantize int8") == ("ours_int8", ["--quantize", "int8"])
     assert run.parse_decode("fp32:--bf16 false") == ("ours_fp32", ["--bf16", "false"])

@@ -7,10 +7,9 @@ its calls of ``Translator.translate`` timed: the translation time with the model
 Writes ``{"translate_s", "calls", "threads", "status"}`` to TIMES.json. ``--profile`` runs the
 translation (from the first ``Translator.translate`` call on) under ``torch.profiler`` and writes
 its operators by self CPU time to TABLE.txt (the profiler's own cost is in ``translate_s`` then).
-The process-wide settings
-are applied before torch loads, as ``python -m seq2seq`` does; the thread governor is off, so the
-threads stay those of OMP_NUM_THREADS, as in the other toolkits' processes. Any option the command
-has (another precision, a quantized model) is passed through unchanged.
+The process-wide settings are applied before torch loads, as ``python -m seq2seq`` does; the thread
+governor is off, so the threads stay those of OMP_NUM_THREADS, as in the other toolkits' processes.
+Any option the command has (another precision, a quantized model) is passed through unchanged.
 """
 
 from __future__ import annotations
@@ -22,20 +21,19 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+USAGE = "usage: ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]"
+
 
 def main(argv: list[str]) -> int:
-    table = None
-    if argv[:1] == ["--profile"]:
-        if len(argv) < 3:
-            print("usage: ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]",
-                  file=sys.stderr)
-            return 2
-        table, argv = Path(argv[1]), argv[2:]
-    if not argv:
-        print("usage: ours_translate.py [--profile TABLE.txt] TIMES.json [translate.py's arguments ...]",
-              file=sys.stderr)
+    table, rest = (Path(argv[1]), argv[2:]) if argv[:1] == ["--profile"] and len(argv) > 1 else (None, argv)
+    if not rest or rest[0] == "--profile":
+        print(USAGE, file=sys.stderr)
         return 2
-    times, args = Path(argv[0]), argv[1:]
+    times, args = Path(rest[0]), rest[1:]
+    for path in (times, table):
+        if path is not None and not path.parent.is_dir():
+            print(f"ours_translate.py: {path}: its folder does not exist", file=sys.stderr)
+            return 2
     from seq2seq.runtime import tune
 
     tune()  # before torch loads, as the command line does (a second call inside is a no-op)
